@@ -1,0 +1,207 @@
+"""JupyterHub configuration built from :class:`HimaliaConfig`, as plain data.
+
+``jupyterhub_config.py`` (the file the hub is started with) calls :func:`configure` ;
+:func:`build_hub_config` is pure so tests check the exact settings we hand to JupyterHub.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from traitlets.config import Config, PyFileConfigLoader
+
+from ._version import __version__
+from .config import ROLE_GROUPS, HimaliaConfig, StatePaths
+
+API_SERVICE = "himalia"
+ADMIN_SERVICE = "himalia-admin"
+CULLER_SERVICE = "idle-culler"
+
+_ACCESS_API = f"access:services!service={API_SERVICE}"
+#: What any logged-in person may do, whatever their role: see who they are.
+BASE_SCOPES = [
+    "read:users:name!user",
+    "read:users:groups!user",
+    "read:roles:users!user",
+    _ACCESS_API,
+]
+SCIENTIST_SCOPES = [
+    "read:users!user",
+    "users:activity!user",
+    "servers!user",
+    "access:servers!user",
+    "tokens!user",
+    "read:roles:users!user",
+    _ACCESS_API,
+]
+VIEWER_SCOPES = list(BASE_SCOPES)
+#: Scopes of $JUPYTERHUB_API_TOKEN in a user's server and kernels (intersected with the user's).
+SERVER_TOKEN_SCOPES = ["users:activity!user", *BASE_SCOPES]
+
+
+@dataclass
+class Runtime:
+    """Facts of one ``himalia up`` run that the hub configuration needs."""
+
+    hub_port: int
+    api_port: int
+    proxy_api_port: int
+    admin_token: str = ""
+
+    def save(self, path: Path) -> None:
+        data = {k: v for k, v in asdict(self).items() if k != "admin_token"}
+        path.write_text(json.dumps(data))
+
+    @classmethod
+    def load(cls, path: Path, admin_token: str = "") -> "Runtime":
+        data = json.loads(path.read_text())
+        return cls(hub_port=data["hub_port"], api_port=data["api_port"],
+                   proxy_api_port=data["proxy_api_port"], admin_token=admin_token)
+
+
+def load_himalia_config(state_dir: str | os.PathLike, overrides: Config | None = None) -> HimaliaConfig:
+    """Settings from ``<state-dir>/himalia_config.py`` with command-line ``overrides`` on top."""
+    paths = StatePaths(state_dir)
+    config = Config()
+    if paths.user_config.exists():
+        config.merge(PyFileConfigLoader(paths.user_config.name, str(paths.user_config.parent)).load_config())
+    if overrides:
+        config.merge(overrides)
+    cfg = HimaliaConfig(config=config)
+    cfg.state_dir = str(paths.root)
+    return cfg
+
+
+def _authenticator(c: Config, cfg: HimaliaConfig, paths: StatePaths) -> None:
+    c.Authenticator.admin_users = {cfg.admin_user}
+    # Approval (native) or the identity provider (oauth) decides who gets in.
+    c.Authenticator.allow_all = True
+    if cfg.authenticator == "oauth":
+        c.JupyterHub.authenticator_class = "generic-oauth"
+        return
+    c.JupyterHub.authenticator_class = "himalia.hub.auth.HimaliaAuthenticator"
+    c.HimaliaAuthenticator.bootstrap_password_file = str(paths.bootstrap_password)
+    c.HimaliaAuthenticator.default_group = ROLE_GROUPS[cfg.default_role]
+    c.HimaliaAuthenticator.enable_signup = True
+    c.HimaliaAuthenticator.open_signup = False
+    c.HimaliaAuthenticator.minimum_password_length = 8
+    c.HimaliaAuthenticator.check_common_password = True
+    c.HimaliaAuthenticator.allowed_failed_logins = 5
+
+
+def _spawner(c: Config, cfg: HimaliaConfig, paths: StatePaths, api_url: str) -> None:
+    bindir = Path(sys.executable).parent
+    env = {"HIMALIA_API_URL": api_url}
+    if cfg.backend == "local":
+        c.JupyterHub.spawner_class = "himalia.hub.spawners.HimaliaLocalSpawner"
+        c.HimaliaLocalSpawner.system_users = cfg.system_users
+        c.HimaliaLocalSpawner.system_user_prefix = cfg.system_user_prefix
+        c.HimaliaLocalSpawner.shared_home_root = str(paths.users)
+        c.Spawner.cmd = [str(bindir / "jupyterhub-singleuser")]
+    elif cfg.backend == "docker":
+        c.JupyterHub.spawner_class = "himalia.hub.backends.HimaliaDockerSpawner"
+        c.JupyterHub.hub_connect_ip = "host.docker.internal"
+    else:
+        c.JupyterHub.spawner_class = "himalia.hub.backends.HimaliaKubeSpawner"
+    if cfg.profiles:
+        c.Spawner.himalia_profiles = cfg.profiles
+    c.Spawner.default_url = "/lab"
+    c.Spawner.environment = env
+    c.Spawner.server_token_scopes = SERVER_TOKEN_SCOPES
+    c.Spawner.start_timeout = 60
+    c.Spawner.http_timeout = 60
+
+
+def build_hub_config(cfg: HimaliaConfig, runtime: Runtime) -> Config:
+    """The complete JupyterHub configuration of one installation."""
+    paths = StatePaths(cfg.state_dir)
+    c = Config()
+    public_url = cfg.public_url()
+    local_public = f"http://127.0.0.1:{cfg.port}" if cfg.ip in ("0.0.0.0", "") else public_url
+
+    c.JupyterHub.bind_url = public_url
+    c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{runtime.hub_port}"
+    c.JupyterHub.db_url = cfg.resolved_db_url()
+    c.JupyterHub.cookie_secret_file = str(paths.cookie_secret)
+    c.JupyterHub.pid_file = str(paths.run / "jupyterhub.pid")
+    # Servers and proxy outlive a hub restart; `himalia up` stops them on shutdown.
+    c.JupyterHub.cleanup_servers = False
+    c.JupyterHub.cleanup_proxy = False
+    c.JupyterHub.upgrade_db = True
+    c.JupyterHub.redirect_to_server = False
+    c.ConfigurableHTTPProxy.should_start = False
+    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{runtime.proxy_api_port}"
+
+    _authenticator(c, cfg, paths)
+    _spawner(c, cfg, paths, api_url=f"{local_public}/services/{API_SERVICE}/")
+
+    api_db = cfg.resolved_api_db_url()
+    python = sys.executable
+    services = [
+        {
+            "name": API_SERVICE,
+            "display": True,
+            "info": {"description": "himalia platform API", "version": __version__},
+            "url": f"http://127.0.0.1:{runtime.api_port}",
+            "command": [python, "-m", "himalia.hub.services.api"],
+            "environment": {
+                "HIMALIA_API_DB_URL": api_db,
+                "HIMALIA_PROXY_URL": local_public,
+            },
+            "oauth_no_confirm": True,
+            "oauth_client_allowed_scopes": BASE_SCOPES,
+        },
+        {"name": ADMIN_SERVICE, "api_token": runtime.admin_token},
+    ]
+    if cfg.cull_idle_timeout > 0:
+        services.append(
+            {
+                "name": CULLER_SERVICE,
+                "command": [python, "-m", "jupyterhub_idle_culler",
+                            f"--timeout={cfg.cull_idle_timeout}"],
+            }
+        )
+    c.JupyterHub.services = services
+
+    c.JupyterHub.load_groups = {
+        ROLE_GROUPS["admin"]: {"users": [cfg.admin_user]},
+        ROLE_GROUPS["scientist"]: {},
+        ROLE_GROUPS["viewer"]: {},
+    }
+    roles = [
+        {"name": "user", "description": "Any logged-in person", "scopes": BASE_SCOPES},
+        {"name": "admin", "groups": [ROLE_GROUPS["admin"]], "services": [ADMIN_SERVICE]},
+        {"name": "scientist", "description": "Own servers, jobs, runs, deployments, labels",
+         "scopes": SCIENTIST_SCOPES, "groups": [ROLE_GROUPS["scientist"]]},
+        {"name": "viewer", "description": "Dashboards and published job outputs only",
+         "scopes": VIEWER_SCOPES, "groups": [ROLE_GROUPS["viewer"]]},
+        {"name": "himalia-api", "description": "The platform API service",
+         "scopes": ["list:services", "read:services", "list:users", "read:users", "read:groups"],
+         "services": [API_SERVICE]},
+    ]
+    if cfg.cull_idle_timeout > 0:
+        roles.append(
+            {"name": "idle-culler", "description": "Stops idle servers",
+             "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+             "services": [CULLER_SERVICE]}
+        )
+    c.JupyterHub.load_roles = roles
+
+    for section, values in cfg.extra_hub_config.items():
+        for key, value in values.items():
+            c[section][key] = value
+    return c
+
+
+def configure(c: Config, env: dict | None = None) -> None:
+    """Fill the hub's config object ``c``; the environment is read here and nowhere else."""
+    env = os.environ if env is None else env
+    state_dir = env["HIMALIA_STATE_DIR"]
+    paths = StatePaths(state_dir)
+    cfg = load_himalia_config(state_dir)
+    runtime = Runtime.load(paths.runtime, admin_token=paths.admin_token.read_text().strip())
+    c.merge(build_hub_config(cfg, runtime))

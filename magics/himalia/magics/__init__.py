@@ -1,0 +1,10 @@
+"""IPython magics of the himalia platform; ``%load_ext himalia.magics`` (the himalia kernel loads it)."""
+
+from .platform import PlatformMagics
+
+
+def load_ipython_extension(ipython):
+    ipython.register_magics(PlatformMagics)
+
+
+__all__ = ["PlatformMagics", "load_ipython_extension"]

@@ -1,0 +1,5 @@
+"""Python client of the himalia platform API, used by the magics, the CLI and the Lab extension."""
+
+from .client import Client, HimaliaError
+
+__all__ = ["Client", "HimaliaError"]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import bcrypt
 from jupyterhub import orm
+from jupyterhub.handlers.login import LoginHandler
 from jupyterhub.utils import maybe_future
 from nativeauthenticator import NativeAuthenticator
 from nativeauthenticator.orm import UserInfo
@@ -19,6 +20,17 @@ from sqlalchemy.orm import object_session
 from traitlets import Bool, Unicode
 
 from .config import ROLE_GROUPS
+
+
+class ApprovalAwareLoginHandler(LoginHandler):
+    """The hub's own login page, telling people whose account still waits for approval."""
+
+    def _render(self, login_error=None, username=None, **kwargs):
+        if login_error and username:
+            info = self.authenticator.get_user(username)
+            if info is not None and not info.is_authorized:
+                login_error = "Your account has not been approved by an administrator yet."
+        return super()._render(login_error=login_error, username=username, **kwargs)
 
 
 class HimaliaAuthenticator(NativeAuthenticator):
@@ -68,6 +80,12 @@ class HimaliaAuthenticator(NativeAuthenticator):
                 self.log.info("Bootstrapped the administrator account %s", name)
         self.db.commit()
         path.unlink()
+
+    def get_handlers(self, app):
+        # NativeAuthenticator's login handler predates JupyterHub 6 (it uses the removed
+        # statsd client); the hub's handler works with NativeAuthenticator.authenticate.
+        handlers = [(path, handler) for path, handler in super().get_handlers(app) if path != r"/login"]
+        return [(r"/login", ApprovalAwareLoginHandler), *handlers]
 
     def get_authed_users(self):
         authed = super().get_authed_users()

@@ -125,7 +125,7 @@ class Platform:
         data = json.loads(self.paths.runtime.read_text()) if self.paths.runtime.exists() else {}
         data.update(
             hub_port=self.runtime.hub_port, api_port=self.runtime.api_port,
-            proxy_api_port=self.runtime.proxy_api_port,
+            proxy_api_port=self.runtime.proxy_api_port, overrides=self.runtime.overrides,
             pids={"himalia": os.getpid(), "proxy": self.proxy.pid, "hub": self.hub.pid},
             url=self.cfg.public_url(), local_url=self.local_url, version=__version__,
         )
@@ -230,6 +230,31 @@ def _migrate(cfg, paths: StatePaths) -> None:
     paths.version.write_text(__version__ + "\n")
 
 
+def unreadable_by_others(path: Path) -> Path | None:
+    """The first folder (or the file) on ``path`` that other Unix accounts cannot enter or run."""
+    path = path.resolve()
+    for part in [*reversed(path.parents), path]:
+        mode = part.stat().st_mode
+        if not mode & 0o001:
+            return part
+    return None
+
+
+def _check_system_users(cfg) -> None:
+    """Servers run as other accounts: they must be able to run this Python and import himalia."""
+    import himalia.hub
+
+    for target in (Path(sys.executable), Path(himalia.hub.__file__).parent):
+        blocked = unreadable_by_others(target)
+        if blocked is not None:
+            raise CLIError(
+                f"users' servers run as their own Unix accounts, which cannot use {target} "
+                f"({blocked} is private): create the virtual environment from a Python outside "
+                f"private folders (e.g. /usr/bin/python3 -m venv) or set "
+                f"c.HimaliaConfig.system_users = False"
+            )
+
+
 def _lock(paths: StatePaths) -> None:
     pidfile = paths.run / "himalia.pid"
     if pidfile.exists():
@@ -254,7 +279,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     paths = StatePaths(cfg.state_dir)
     _prepare_state(paths)
     _lock(paths)
-    if not cfg.system_users:
+    if cfg.system_users:
+        _check_system_users(cfg)
+    else:
         print("WARNING: not running as root: every user's server runs as this Unix user and "
               "users can read each other's files. Run as root for one account per user.",
               file=sys.stderr)
@@ -265,7 +292,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     _migrate(cfg, paths)
     # Read before the hub consumes it, so a failed first start still shows it next time.
     bootstrap = paths.bootstrap_password.read_text().strip() if paths.bootstrap_password.exists() else ""
-    platform = Platform(cfg, paths, _choose_ports(cfg, paths), proxy_exe)
+    runtime = _choose_ports(cfg, paths)
+    runtime.overrides = dict(overrides.HimaliaConfig)
+    platform = Platform(cfg, paths, runtime, proxy_exe)
     platform.runtime.admin_token = paths.admin_token.read_text().strip()
 
     def on_signal(signum, frame):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from traitlets.config import Config, PyFileConfigLoader
@@ -51,6 +51,8 @@ class Runtime:
     api_port: int
     proxy_api_port: int
     admin_token: str = ""
+    #: HimaliaConfig values given on the command line, which the hub process must see too.
+    overrides: dict = field(default_factory=dict)
 
     def save(self, path: Path) -> None:
         data = {k: v for k, v in asdict(self).items() if k != "admin_token"}
@@ -60,7 +62,8 @@ class Runtime:
     def load(cls, path: Path, admin_token: str = "") -> "Runtime":
         data = json.loads(path.read_text())
         return cls(hub_port=data["hub_port"], api_port=data["api_port"],
-                   proxy_api_port=data["proxy_api_port"], admin_token=admin_token)
+                   proxy_api_port=data["proxy_api_port"], admin_token=admin_token,
+                   overrides=data.get("overrides") or {})
 
 
 def load_himalia_config(state_dir: str | os.PathLike, overrides: Config | None = None) -> HimaliaConfig:
@@ -132,6 +135,7 @@ def build_hub_config(cfg: HimaliaConfig, runtime: Runtime) -> Config:
     c.JupyterHub.cleanup_servers = False
     c.JupyterHub.cleanup_proxy = False
     c.JupyterHub.upgrade_db = True
+    c.JupyterHub.template_paths = [str(Path(__file__).with_name("templates"))]
     c.JupyterHub.redirect_to_server = False
     c.ConfigurableHTTPProxy.should_start = False
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{runtime.proxy_api_port}"
@@ -202,6 +206,6 @@ def configure(c: Config, env: dict | None = None) -> None:
     env = os.environ if env is None else env
     state_dir = env["HIMALIA_STATE_DIR"]
     paths = StatePaths(state_dir)
-    cfg = load_himalia_config(state_dir)
     runtime = Runtime.load(paths.runtime, admin_token=paths.admin_token.read_text().strip())
+    cfg = load_himalia_config(state_dir, Config({"HimaliaConfig": runtime.overrides}))
     c.merge(build_hub_config(cfg, runtime))

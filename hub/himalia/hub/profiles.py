@@ -132,7 +132,8 @@ class Profile:
         name = data.get("name")
         if not isinstance(name, str) or not _SLUG.match(name):
             raise ProfileError(
-                f"Profile field 'name' must be a slug (lowercase letters, digits, '-'), got {name!r}"
+                "Profile field 'name' must be a slug (lowercase letters, digits, '-'),"
+                f" got {name!r}"
             )
         where = f"Profile {name!r}"
         known = {f.name for f in dataclasses.fields(cls)}
@@ -272,20 +273,24 @@ def options_form_html(profiles: Sequence[Profile]) -> str:
     for profile in profiles:
         input_id = html.escape(f"himalia-profile-{profile.name}")
         checked = " checked" if profile is default else ""
+        label = f"<strong>{html.escape(profile.display_name)}</strong>"
         summary = _resources_summary(profile)
+        if summary:
+            label += f" <small>({html.escape(summary)})</small>"
+        if profile.description:
+            label += f"<br><span>{html.escape(profile.description)}</span>"
         items.append(
             '<div class="form-check">'
             f'<input class="form-check-input" type="radio" name="profile" id="{input_id}"'
             f' value="{html.escape(profile.name)}"{checked}>'
-            f'<label class="form-check-label" for="{input_id}">'
-            f"<strong>{html.escape(profile.display_name)}</strong>"
-            + (f" <small>({html.escape(summary)})</small>" if summary else "")
-            + (f"<br><span>{html.escape(profile.description)}</span>" if profile.description else "")
-            + "</label></div>"
+            f'<label class="form-check-label" for="{input_id}">{label}</label>'
+            "</div>"
         )
-    return '<fieldset class="himalia-profiles"><legend>Server profile</legend>' + "".join(
-        items
-    ) + "</fieldset>"
+    return (
+        '<fieldset class="himalia-profiles"><legend>Server profile</legend>'
+        + "".join(items)
+        + "</fieldset>"
+    )
 
 
 def _container_gpu_env(profile: Profile) -> dict[str, str]:

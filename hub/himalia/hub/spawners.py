@@ -12,6 +12,8 @@ from jupyterhub.utils import maybe_future
 from tornado import web
 from traitlets import Bool, Unicode
 
+from .profiles import Profile, ProfileSpawnerMixin, local_overrides
+
 
 
 # Unix account names: lower case, start with a letter, at most 32 characters.
@@ -54,7 +56,7 @@ def ensure_unix_user(name: str, home_root: str = "/home") -> pwd.struct_passwd:
     return pwd.getpwnam(name)
 
 
-class HimaliaLocalSpawner(LocalProcessSpawner):
+class HimaliaLocalSpawner(ProfileSpawnerMixin, LocalProcessSpawner):
     """Local processes with profiles; real Unix users when ``system_users`` is on.
 
     With ``system_users`` (the default as root) each hub user gets the account
@@ -78,6 +80,9 @@ class HimaliaLocalSpawner(LocalProcessSpawner):
     shared_home_root = Unicode(
         "", help="Directory of per-user folders when ``system_users`` is off."
     ).tag(config=True)
+
+    def profile_overrides(self, profile: Profile) -> dict:
+        return local_overrides(profile)
 
     @property
     def system_user(self) -> str:

@@ -1,0 +1,324 @@
+"""Helpers that run the real platform on 127.0.0.1: ``himalia up`` with its proxy, hub,
+platform API and spawned servers, in temporary state directories on free ports.
+
+Each fixture stops exactly the process groups it started. PostgreSQL- and Redis-backed
+variants skip with a reason when those servers are absent, unless ``HIMALIA_REQUIRE_SERVICES``
+is set (CI sets it), in which case they fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import queue
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+PG_DSN = os.environ.get("HIMALIA_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
+STRONG = "correct-Horse-battery-9"
+
+
+def require_service(reason: str) -> None:
+    """Skip (locally) or fail (CI) when a real backing service is missing."""
+    if os.environ.get("HIMALIA_REQUIRE_SERVICES"):
+        pytest.fail(f"required service missing: {reason}")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float = 60.0, interval: float = 0.2, what: str = "condition"):
+    """Poll ``predicate`` until it returns a truthy value; fail with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def kill_group(pid: int | None, timeout: float = 15.0) -> None:
+    """SIGTERM a process group, then SIGKILL whatever is left of it."""
+    if not pid:
+        return
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+class PGDatabase:
+    """A throw-away database on the local PostgreSQL server."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.url = f"{PG_DSN}/{name}"
+
+    def _admin(self, sql: str) -> None:
+        import psycopg2
+
+        conn = psycopg2.connect(f"{PG_DSN}/postgres")
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql)
+        finally:
+            conn.close()
+
+    def create(self) -> "PGDatabase":
+        self._admin(f'CREATE DATABASE "{self.name}"')
+        return self
+
+    def drop(self) -> None:
+        self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
+def postgres_available() -> bool:
+    try:
+        import psycopg2
+
+        psycopg2.connect(f"{PG_DSN}/postgres", connect_timeout=3).close()
+    except Exception:
+        return False
+    return True
+
+
+class Platform:
+    """One running ``himalia up``: its URL, admin token, and helpers that act like people."""
+
+    def __init__(self, state_dir: Path, proxy_bin: Path, db_url: str = "", api_db_url: str = ""):
+        self.state_dir = state_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.db_url = db_url
+        self.api_db_url = api_db_url
+        self.proxy_bin = proxy_bin
+        self.proc: subprocess.Popen | None = None
+        self.output: list[str] = []
+        self.admin_password = ""
+        self.user_prefix = f"ht{secrets.token_hex(2)}-"
+        self._lines: queue.Queue[str] = queue.Queue()
+
+    # -- process control -------------------------------------------------------------------
+    def write_config(self, **extra) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        lines = [
+            f"c.HimaliaConfig.system_user_prefix = {self.user_prefix!r}",
+            "c.HimaliaConfig.cull_idle_timeout = 600",
+        ]
+        lines += [f"c.HimaliaConfig.{k} = {v!r}" for k, v in extra.items()]
+        (self.state_dir / "himalia_config.py").write_text("\n".join(lines) + "\n")
+
+    def start(self, timeout: float = 120.0) -> "Platform":
+        if not (self.state_dir / "himalia_config.py").exists():
+            self.write_config()
+        argv = [sys.executable, "-m", "himalia.hub", "up", "--state-dir", str(self.state_dir),
+                "--port", str(self.port)]
+        if self.db_url:
+            argv += ["--db-url", self.db_url]
+        if self.api_db_url:
+            argv += ["--api-db-url", self.api_db_url]
+        env = dict(os.environ)
+        env["PATH"] = f"{self.proxy_bin}{os.pathsep}{env['PATH']}"
+        self.output = []
+        self._lines = queue.Queue()
+        self.proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+            start_new_session=True,
+        )
+        threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                line = self._lines.get(timeout=max(remaining, 0.01))
+            except queue.Empty:
+                self.stop()
+                raise AssertionError(f"himalia up not ready in {timeout}s:\n{''.join(self.output)}")
+            if line is None:
+                raise AssertionError(f"himalia up exited:\n{''.join(self.output)}\n{self.hub_log()}")
+            if "one-time password:" in line:
+                self.admin_password = line.rsplit(":", 1)[1].strip()
+            if line.startswith("Admin API token:"):
+                return self
+
+    def _read(self, proc: subprocess.Popen) -> None:
+        for line in proc.stdout:
+            self.output.append(line)
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def runtime(self) -> dict:
+        return json.loads((self.state_dir / "run" / "runtime.json").read_text())
+
+    def stop(self) -> int | None:
+        """Stop ``himalia up`` as a person would (SIGTERM) and make sure nothing is left."""
+        if self.proc is None:
+            return None
+        pids = self.runtime().get("pids", {}) if (self.state_dir / "run" / "runtime.json").exists() else {}
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            code = self.proc.wait(90)
+        except subprocess.TimeoutExpired:
+            code = None
+        for pid in [self.proc.pid, pids.get("hub"), pids.get("proxy")]:
+            kill_group(pid, timeout=5)
+        self.proc = None
+        return code
+
+    def hub_log(self) -> str:
+        path = self.state_dir / "logs" / "hub.log"
+        return path.read_text()[-6000:] if path.exists() else ""
+
+    @property
+    def admin_token(self) -> str:
+        return (self.state_dir / "admin-token").read_text().strip()
+
+    # -- hub REST API as the admin ---------------------------------------------------------
+    def api(self, method: str, path: str, token: str | None = None, **kwargs) -> requests.Response:
+        headers = {"Authorization": f"token {token or self.admin_token}"}
+        return requests.request(method, f"{self.url}/hub/api{path}", headers=headers, timeout=30, **kwargs)
+
+    def create_user(self, name: str, role: str = "scientist") -> str:
+        """Create a user through the hub REST API, give them ``role``, let them pick a password."""
+        r = self.api("POST", f"/users/{name}")
+        assert r.status_code == 201, r.text
+        if role != "scientist":
+            assert self.api("DELETE", "/groups/scientists/users", json={"users": [name]}).ok
+            group = {"admin": "admins", "viewer": "viewers"}[role]
+            assert self.api("POST", f"/groups/{group}/users", json={"users": [name]}).ok
+        self.signup(name, STRONG)
+        return STRONG
+
+    def signup(self, name: str, password: str) -> requests.Response:
+        s = requests.Session()
+        s.get(f"{self.url}/hub/signup", timeout=30)
+        return s.post(
+            f"{self.url}/hub/signup",
+            data={"username": name, "signup_password": password,
+                  "signup_password_confirmation": password, "_xsrf": s.cookies.get("_xsrf", "")},
+            timeout=30,
+        )
+
+    def login(self, name: str, password: str) -> requests.Session:
+        """Log in through the hub's login form; the session carries the hub cookie."""
+        s = requests.Session()
+        s.get(f"{self.url}/hub/login", timeout=30)
+        r = s.post(
+            f"{self.url}/hub/login?next=/hub/home",
+            data={"username": name, "password": password, "_xsrf": s.cookies.get("_xsrf", "")},
+            timeout=30,
+        )
+        r.raise_for_status()
+        assert "jupyterhub-session-id" in s.cookies, f"login as {name} failed: {r.url}"
+        s.headers["X-XSRFToken"] = s.cookies.get("_xsrf", path="/hub/") or s.cookies.get("_xsrf", "")
+        s.himalia_user = name
+        return s
+
+    def user_token(self, session: requests.Session, **body) -> dict:
+        """A hub API token the logged-in user makes for themselves."""
+        name = session.himalia_user
+        r = session.post(f"{self.url}/hub/api/users/{name}/tokens", json=body or {"note": "tests"}, timeout=30)
+        assert r.status_code == 201, r.text
+        return r.json()
+
+    def spawn(self, session: requests.Session, options: dict | None = None, timeout: float = 90.0) -> str:
+        """Start the user's server through the REST API and wait until it is ready."""
+        name = session.himalia_user
+        r = session.post(f"{self.url}/hub/api/users/{name}/server", json=options or {}, timeout=60)
+        assert r.status_code in (201, 202), f"{r.status_code} {r.text}"
+        wait_for(lambda: (self.api("GET", f"/users/{name}").json().get("servers") or {}).get("", {}).get("ready"),
+                 timeout, what=f"server of {name}")
+        return f"{self.url}/user/{name}/"
+
+    def stop_server(self, name: str) -> None:
+        r = self.api("DELETE", f"/users/{name}/server")
+        assert r.status_code in (202, 204), r.text
+        wait_for(lambda: not (self.api("GET", f"/users/{name}").json().get("servers")), 60,
+                 what=f"server of {name} to stop")
+
+    def unix_accounts(self) -> list[str]:
+        return [p.pw_name for p in pwd.getpwall() if p.pw_name.startswith(self.user_prefix)]
+
+    def remove_unix_accounts(self) -> None:
+        for name in self.unix_accounts():
+            subprocess.run(["userdel", "--remove", "--force", name], capture_output=True)
+
+
+class Kernel:
+    """A kernel in a user's server, driven through the proxy (REST + websocket)."""
+
+    def __init__(self, server_url: str, token: str, kernel_name: str = "himalia"):
+        import websocket
+
+        self.server_url = server_url
+        self.headers = {"Authorization": f"token {token}"}
+        r = requests.post(f"{server_url}api/kernels", json={"name": kernel_name},
+                          headers=self.headers, timeout=60)
+        assert r.status_code == 201, f"{r.status_code} {r.text}"
+        self.id = r.json()["id"]
+        ws_url = server_url.replace("http://", "ws://") + f"api/kernels/{self.id}/channels"
+        self.ws = websocket.create_connection(ws_url, header=[f"Authorization: token {token}"], timeout=90)
+
+    def execute(self, code: str, timeout: float = 90.0) -> dict:
+        """Run ``code``; return its text output, rich outputs and error (if any)."""
+        msg_id = uuid.uuid4().hex
+        self.ws.send(json.dumps({
+            "header": {"msg_id": msg_id, "username": "test", "session": uuid.uuid4().hex,
+                       "msg_type": "execute_request", "version": "5.3"},
+            "parent_header": {}, "metadata": {}, "channel": "shell",
+            "content": {"code": code, "silent": False, "store_history": False,
+                        "user_expressions": {}, "allow_stdin": False},
+        }))
+        result = {"stdout": "", "data": [], "error": None}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = json.loads(self.ws.recv())
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "stream":
+                result["stdout"] += content["text"]
+            elif kind in ("display_data", "execute_result"):
+                result["data"].append(content["data"])
+            elif kind == "error":
+                result["error"] = f"{content['ename']}: {content['evalue']}"
+            elif kind == "status" and content["execution_state"] == "idle":
+                return result
+        raise AssertionError(f"no reply to {code!r} in {timeout}s")
+
+    def close(self) -> None:
+        self.ws.close()
+        requests.delete(f"{self.server_url}api/kernels/{self.id}", headers=self.headers, timeout=30)

@@ -1,0 +1,234 @@
+"""The Docker and Kubernetes spawners build the right container and pod for a profile.
+
+No Docker engine and no Kubernetes cluster exist where these tests run, so
+nothing is started: the container create arguments are captured from a
+``docker.APIClient`` given an explicit API version (so it never asks an engine
+for one), and the pod manifest comes from ``KubeSpawner.get_pod_manifest()``
+with kubespawner's kube-config loading and client creation patched out.
+The profile is chosen through the same step the hub runs before ``start``
+(``Spawner._run_apply_user_options``).
+"""
+
+import asyncio
+import importlib
+import sys
+
+import docker
+import kubespawner.spawner
+import pytest
+from jupyterhub.objects import Hub
+from kubernetes_asyncio.client import ApiClient
+from tornado import web
+
+from himalia.hub import backends
+from himalia.hub.backends import HimaliaDockerSpawner, HimaliaKubeSpawner
+
+
+class FakeUser:
+    name = "alice"
+    id = 1
+    url = "/user/alice/"
+
+
+def choose(spawner, user_options):
+    """Run the hub's apply-user-options step, as ``User.spawn`` does."""
+    spawner.user_options = user_options
+    asyncio.run(spawner._run_apply_user_options(user_options))
+
+
+@pytest.fixture
+def docker_calls(monkeypatch):
+    """A docker API client that records create arguments instead of calling an engine."""
+    client = docker.APIClient(version="1.44", base_url="unix:///nonexistent/docker.sock")
+    calls = {}
+    build_host_config = client.create_host_config
+
+    def create_host_config(**kwargs):
+        calls["host_config_kwargs"] = kwargs
+        return build_host_config(**kwargs)
+
+    def create_container(**kwargs):
+        calls["create_container"] = kwargs
+        return {"Id": "0123456789ab"}
+
+    monkeypatch.setattr(client, "create_host_config", create_host_config)
+    monkeypatch.setattr(client, "create_container", create_container)
+    # the image's CMD, which DockerSpawner reads when no cmd is configured
+    monkeypatch.setattr(
+        client, "inspect_image", lambda image: {"Config": {"Cmd": ["jupyterhub-singleuser"]}}
+    )
+    monkeypatch.setattr(HimaliaDockerSpawner, "_client", client)
+    return calls
+
+
+def create_container(user_options, **config):
+    spawner = HimaliaDockerSpawner(user=FakeUser(), hub=Hub(), **config)
+    choose(spawner, user_options)
+    asyncio.run(spawner.create_object())
+    return spawner
+
+
+def test_docker_gpu_container(docker_calls):
+    create_container({"profile": "gpu"})
+    kwargs = docker_calls["create_container"]
+    host_config = kwargs["host_config"]
+    assert kwargs["image"] == "himalia/gpu:latest"
+    assert kwargs["command"] == ["jupyterhub-singleuser"]
+    assert host_config["DeviceRequests"] == [
+        {
+            "Driver": "nvidia",
+            "Count": 1,
+            "DeviceIDs": [],
+            "Capabilities": [["gpu"]],
+            "Options": {},
+        }
+    ]
+    assert host_config["Memory"] == 16 * 1024**3
+    assert host_config["CpuQuota"] == 4 * host_config["CpuPeriod"]
+    assert "himalia-user-alice:/home/jovyan/work:rw" in host_config["Binds"]
+    assert "/home/jovyan/work" in kwargs["volumes"]
+    assert "NVIDIA_VISIBLE_DEVICES" not in kwargs["environment"]
+
+
+def test_docker_cpu_container(docker_calls):
+    create_container({})
+    kwargs = docker_calls["create_container"]
+    host_config = kwargs["host_config"]
+    assert kwargs["image"] == "himalia/base:latest"
+    assert "DeviceRequests" not in host_config
+    assert host_config["Memory"] == 4 * 1024**3
+    assert host_config["CpuQuota"] == 2 * host_config["CpuPeriod"]
+    assert kwargs["environment"]["NVIDIA_VISIBLE_DEVICES"] == "void"
+    assert kwargs["environment"]["CUDA_VISIBLE_DEVICES"] == ""
+    assert "himalia-user-alice:/home/jovyan/work:rw" in host_config["Binds"]
+
+
+def test_docker_profile_merges_with_configured_settings(docker_calls):
+    create_container(
+        {"profile": "dask"},
+        environment={"TEAM": "ml"},
+        volumes={"/data/shared": "/home/jovyan/shared"},
+        extra_host_config={"shm_size": "1G"},
+    )
+    kwargs = docker_calls["create_container"]
+    assert kwargs["environment"]["TEAM"] == "ml"
+    assert kwargs["environment"]["HIMALIA_PROFILE"] == "dask"
+    assert "/data/shared:/home/jovyan/shared:rw" in kwargs["host_config"]["Binds"]
+    assert docker_calls["host_config_kwargs"]["shm_size"] == "1G"
+
+
+def test_docker_rejects_unknown_profile():
+    spawner = HimaliaDockerSpawner(user=FakeUser(), hub=Hub())
+    with pytest.raises(web.HTTPError) as info:
+        choose(spawner, {"profile": "tpu"})
+    assert info.value.status_code == 400
+    assert "Valid profiles: cpu, gpu, dask" in info.value.get_message()
+
+
+@pytest.fixture
+def kube_spawner(monkeypatch):
+    """Build HimaliaKubeSpawner objects without a kube config or API client."""
+    monkeypatch.setattr(kubespawner.spawner, "load_config", lambda **kwargs: None)
+    monkeypatch.setattr(kubespawner.spawner, "shared_client", lambda *args, **kwargs: None)
+
+    def make(**config):
+        return HimaliaKubeSpawner(user=FakeUser(), hub=Hub(), **config)
+
+    return make
+
+
+def pod_spec(spawner):
+    """The pod spec as the JSON KubeSpawner would send to the API server."""
+
+    async def build():
+        pod = await spawner.get_pod_manifest()
+        async with ApiClient() as api:
+            return api.sanitize_for_serialization(pod)["spec"]
+
+    return asyncio.run(build())
+
+
+def test_kube_gpu_pod(kube_spawner):
+    spawner = kube_spawner()
+    choose(spawner, {"profile": "gpu"})
+    spec = pod_spec(spawner)
+    container = spec["containers"][0]
+    assert container["image"] == "himalia/gpu:latest"
+    resources = container["resources"]
+    assert resources["limits"]["nvidia.com/gpu"] == "1"
+    assert resources["requests"]["nvidia.com/gpu"] == "1"
+    assert resources["limits"]["cpu"] == resources["requests"]["cpu"] == 4.0
+    assert resources["limits"]["memory"] == resources["requests"]["memory"] == 16 * 1024**3
+    assert spec["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert spec["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    ]
+
+
+def test_kube_cpu_pod(kube_spawner):
+    spawner = kube_spawner()
+    choose(spawner, {"profile": "cpu"})
+    spec = pod_spec(spawner)
+    container = spec["containers"][0]
+    assert "nvidia.com/gpu" not in container["resources"]["limits"]
+    assert container["resources"]["limits"]["cpu"] == 2.0
+    assert "nodeSelector" not in spec
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["NVIDIA_VISIBLE_DEVICES"] == "void"
+
+
+def test_kube_pod_mounts_the_users_pvc(kube_spawner):
+    spawner = kube_spawner()
+    choose(spawner, {})
+    spec = pod_spec(spawner)
+    assert spec["volumes"] == [
+        {"name": "himalia-home", "persistentVolumeClaim": {"claimName": "claim-alice"}}
+    ]
+    assert spec["containers"][0]["volumeMounts"] == [
+        {"name": "himalia-home", "mountPath": "/home/jovyan/work"}
+    ]
+    assert spawner.storage_pvc_ensure is True
+    pvc = spawner.get_pvc_manifest()
+    assert pvc.metadata.name == "claim-alice"
+    assert pvc.spec.resources.requests == {"storage": "10Gi"}
+
+
+def test_kube_load_user_options_applies_the_profile(kube_spawner):
+    spawner = kube_spawner()
+    spawner.user_options = {"profile": "gpu"}
+    asyncio.run(spawner.load_user_options())
+    assert spawner.himalia_profile.name == "gpu"
+    assert spawner.extra_resource_limits == {"nvidia.com/gpu": "1"}
+
+
+def test_kube_rejects_forged_options(kube_spawner):
+    spawner = kube_spawner()
+    with pytest.raises(web.HTTPError) as info:
+        choose(spawner, {"profile": "cpu", "image": "evil/image"})
+    assert info.value.status_code == 400
+    assert "Valid profiles: cpu, gpu, dask" in info.value.get_message()
+
+
+def test_options_form_comes_from_profiles(kube_spawner):
+    assert 'name="profile"' in kube_spawner().options_form
+    assert 'name="profile"' in HimaliaDockerSpawner(user=FakeUser(), hub=Hub()).options_form
+
+
+@pytest.mark.parametrize(
+    "missing, name, extra",
+    [
+        ("dockerspawner", "HimaliaDockerSpawner", "himalia[docker]"),
+        ("kubespawner", "HimaliaKubeSpawner", "himalia[k8s]"),
+    ],
+)
+def test_missing_backend_package_names_the_extra(monkeypatch, missing, name, extra):
+    monkeypatch.setitem(sys.modules, missing, None)
+    monkeypatch.delitem(sys.modules, backends.__name__)
+    # importing a submodule rebinds it on the parent package; restore that too
+    monkeypatch.setattr(sys.modules["himalia.hub"], "backends", backends)
+    fresh = importlib.import_module(backends.__name__)
+    with pytest.raises(ImportError, match=rf"pip install '{extra}'".replace("[", r"\[")):
+        getattr(fresh, name)
+    other = ({"HimaliaDockerSpawner", "HimaliaKubeSpawner"} - {name}).pop()
+    assert getattr(fresh, other)
+    assert fresh.__all__ == [other]

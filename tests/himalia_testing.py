@@ -150,6 +150,7 @@ class Platform:
         env = dict(os.environ)
         env["PATH"] = f"{self.proxy_bin}{os.pathsep}{env['PATH']}"
         self.output = []
+        self.admin_password = ""
         self._lines = queue.Queue()
         self.proc = subprocess.Popen(
             argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,

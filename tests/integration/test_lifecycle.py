@@ -1,0 +1,105 @@
+"""`himalia up` as an admin runs it: restarts, second starts, status, and a clean stop."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import requests
+
+from himalia_testing import Kernel, Platform, wait_for
+
+
+def himalia(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "himalia.hub", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_hub_restart_keeps_user_servers_running(sqlite_platform, unique_name):
+    platform = sqlite_platform
+    name = unique_name("rs")
+    session = platform.login(name, platform.create_user(name))
+    server = platform.spawn(session)
+    token = platform.user_token(session)["token"]
+    kernel = Kernel(server, token)
+    kernel.execute("x = 41")
+    old_hub = platform.runtime()["pids"]["hub"]
+
+    os.kill(old_hub, signal.SIGTERM)
+    new_hub = wait_for(lambda: (pid := platform.runtime()["pids"]["hub"]) != old_hub and pid, 60,
+                       what="the supervisor to restart the hub")
+    wait_for(lambda: requests.get(f"{platform.url}/hub/health", timeout=5).ok, 60, what="hub health")
+
+    assert not alive(old_hub) and alive(new_hub)
+    user = platform.api("GET", f"/users/{name}").json()
+    assert user["servers"][""]["ready"] is True
+    # The very same kernel still holds its state: the server process survived the hub restart.
+    assert kernel.execute("print(x + 1)")["stdout"].strip() == "42"
+    r = requests.get(f"{server}api/status", headers={"Authorization": f"token {token}"}, timeout=30)
+    assert r.status_code == 200
+    kernel.close()
+    platform.stop_server(name)
+
+
+def test_status_reports_each_service(sqlite_platform):
+    result = himalia("status", "--state-dir", str(sqlite_platform.state_dir))
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()}
+    for part in ("himalia", "proxy", "hub", "api", "database", "service:himalia", "service:idle-culler"):
+        assert rows.get(part) == "up", result.stdout
+
+
+def test_second_up_on_the_same_state_reuses_it_and_stop_leaves_nothing(tmp_path, proxy_bin, unique_name):
+    platform = Platform(tmp_path / "state", proxy_bin)
+    try:
+        platform.start()
+        first_password = platform.admin_password
+        assert first_password, "first start prints the one-time admin password"
+        token = platform.admin_token
+        name = unique_name("su")
+        session = platform.login(name, platform.create_user(name))
+        platform.spawn(session)
+        assert platform.api("GET", f"/users/{name}").json()["servers"][""]["ready"]
+        pids = dict(platform.runtime()["pids"])
+        assert platform.stop() == 0
+        for pid in pids.values():
+            assert not alive(pid), f"pid {pid} left running"
+        out = subprocess.run(["pgrep", "-f", str(platform.state_dir)], capture_output=True, text=True)
+        assert out.stdout.strip() == "", f"processes left behind: {out.stdout}"
+
+        platform.start()
+        assert platform.admin_password == "", "no new bootstrap on a second start"
+        assert platform.admin_token == token
+        assert (platform.state_dir / "version").read_text().strip()
+        # The admin logs in with the password from the first start; the user still exists.
+        platform.login("admin", first_password)
+        assert platform.api("GET", f"/users/{name}").json()["servers"] == {}
+        result = himalia("up", "--state-dir", str(platform.state_dir), "--port", str(platform.port))
+        assert result.returncode == 1
+        assert result.stderr.strip().count("\n") == 0
+        assert "already running" in result.stderr
+    finally:
+        platform.stop()
+        platform.remove_unix_accounts()
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    result = himalia("up", "--state-dir", str(tmp_path / "s"), "--db-url", "mongodb://nowhere")
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("himalia: --db-url must be an SQLAlchemy URL")
+    assert "Traceback" not in result.stderr
+    result = himalia("status", "--state-dir", str(tmp_path / "missing"))
+    assert result.returncode == 1
+    assert "run 'himalia up" in result.stderr and "Traceback" not in result.stderr
+    result = himalia("--help")
+    assert result.returncode == 0 and "up" in result.stdout and "status" in result.stdout

@@ -1,0 +1,89 @@
+"""The JupyterHub configuration we generate, checked as data."""
+
+from __future__ import annotations
+
+from traitlets.config import Config
+
+from himalia.hub.config import HimaliaConfig
+from himalia.hub.hubconfig import SERVER_TOKEN_SCOPES, Runtime, build_hub_config, load_himalia_config
+
+
+def make(tmp_path, **settings):
+    cfg = HimaliaConfig(state_dir=str(tmp_path), **settings)
+    return build_hub_config(cfg, Runtime(hub_port=1111, api_port=2222, proxy_api_port=3333, admin_token="t0k"))
+
+
+def roles(c) -> dict:
+    return {r["name"]: r for r in c.JupyterHub.load_roles}
+
+
+def test_viewer_and_default_user_roles_cannot_spawn(tmp_path):
+    c = make(tmp_path)
+    r = roles(c)
+    for name in ("user", "viewer"):
+        assert not any(s.startswith(("servers", "access:servers")) for s in r[name]["scopes"]), name
+    assert "servers!user" in r["scientist"]["scopes"]
+    assert r["scientist"]["groups"] == ["scientists"]
+    assert r["viewer"]["groups"] == ["viewers"]
+    assert r["admin"] == {"name": "admin", "groups": ["admins"], "services": ["himalia-admin"]}
+
+
+def test_servers_and_proxy_survive_hub_restarts(tmp_path):
+    c = make(tmp_path)
+    assert c.JupyterHub.cleanup_servers is False
+    assert c.JupyterHub.cleanup_proxy is False
+    assert c.ConfigurableHTTPProxy.should_start is False
+    assert c.ConfigurableHTTPProxy.api_url == "http://127.0.0.1:3333"
+    assert c.JupyterHub.hub_bind_url == "http://127.0.0.1:1111"
+
+
+def test_services_api_admin_token_and_culler(tmp_path):
+    c = make(tmp_path, cull_idle_timeout=120)
+    services = {s["name"]: s for s in c.JupyterHub.services}
+    assert services["himalia"]["url"] == "http://127.0.0.1:2222"
+    assert services["himalia"]["environment"]["HIMALIA_API_DB_URL"].startswith("sqlite:///")
+    assert services["himalia-admin"]["api_token"] == "t0k"
+    assert "--timeout=120" in services["idle-culler"]["command"]
+    assert {"delete:servers", "list:users"} <= set(roles(c)["idle-culler"]["scopes"])
+    assert "idle-culler" not in {s["name"] for s in make(tmp_path, cull_idle_timeout=0).JupyterHub.services}
+
+
+def test_postgres_url_is_shared_by_hub_and_api(tmp_path):
+    url = "postgresql://postgres@127.0.0.1:5432/hub"
+    c = make(tmp_path, db_url=url)
+    assert c.JupyterHub.db_url == url
+    services = {s["name"]: s for s in c.JupyterHub.services}
+    assert services["himalia"]["environment"]["HIMALIA_API_DB_URL"] == url
+
+
+def test_kernel_token_can_reach_the_api_and_see_its_groups(tmp_path):
+    c = make(tmp_path)
+    assert c.Spawner.server_token_scopes == SERVER_TOKEN_SCOPES
+    assert "access:services!service=himalia" in SERVER_TOKEN_SCOPES
+    assert "read:users:groups!user" in SERVER_TOKEN_SCOPES
+    assert c.Spawner.environment["HIMALIA_API_URL"].endswith("/services/himalia/")
+
+
+def test_native_auth_requires_approval_and_strong_passwords(tmp_path):
+    c = make(tmp_path, default_role="viewer")
+    assert c.JupyterHub.authenticator_class == "himalia.hub.auth.HimaliaAuthenticator"
+    assert c.HimaliaAuthenticator.open_signup is False
+    assert c.HimaliaAuthenticator.default_group == "viewers"
+    assert c.HimaliaAuthenticator.minimum_password_length >= 8
+    assert make(tmp_path, authenticator="oauth").JupyterHub.authenticator_class == "generic-oauth"
+
+
+def test_backends_select_spawner_classes(tmp_path):
+    assert make(tmp_path, backend="docker").JupyterHub.spawner_class.endswith("HimaliaDockerSpawner")
+    assert make(tmp_path, backend="kubernetes").JupyterHub.spawner_class.endswith("HimaliaKubeSpawner")
+    local = make(tmp_path, system_users=False)
+    assert local.JupyterHub.spawner_class.endswith("HimaliaLocalSpawner")
+    assert local.HimaliaLocalSpawner.system_users is False
+
+
+def test_state_dir_config_file_and_command_line_overrides(tmp_path):
+    (tmp_path / "himalia_config.py").write_text("c.HimaliaConfig.port = 9001\nc.HimaliaConfig.admin_user = 'root2'\n")
+    cfg = load_himalia_config(tmp_path, Config({"HimaliaConfig": {"port": 9002}}))
+    assert cfg.port == 9002
+    assert cfg.admin_user == "root2"
+    assert cfg.state_dir == str(tmp_path.resolve())

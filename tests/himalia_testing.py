@@ -84,15 +84,10 @@ class PGDatabase:
         self.url = f"{PG_DSN}/{name}"
 
     def _admin(self, sql: str) -> None:
-        import psycopg2
+        import psycopg
 
-        conn = psycopg2.connect(f"{PG_DSN}/postgres")
-        conn.autocommit = True
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql)
-        finally:
-            conn.close()
+        with psycopg.connect(f"{PG_DSN}/postgres", autocommit=True) as conn:
+            conn.execute(sql)
 
     def create(self) -> "PGDatabase":
         self._admin(f'CREATE DATABASE "{self.name}"')
@@ -104,9 +99,9 @@ class PGDatabase:
 
 def postgres_available() -> bool:
     try:
-        import psycopg2
+        import psycopg
 
-        psycopg2.connect(f"{PG_DSN}/postgres", connect_timeout=3).close()
+        psycopg.connect(f"{PG_DSN}/postgres", connect_timeout=3).close()
     except Exception:
         return False
     return True

@@ -1,0 +1,58 @@
+"""The himalia server extension: the single-user server's side of the JupyterLab panels."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from himalia.sdk import Client
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Callable, Float
+
+from .handlers import StatusHandler
+
+
+class HimaliaExtensionApp(ExtensionApp):
+    """Serves ``/himalia/api/*``, the REST API of the himalia JupyterLab extension."""
+
+    name = "himalia"
+    description = "himalia: identity, roles and platform health for JupyterLab."
+    load_other_extensions = True
+
+    client_factory = Callable(
+        Client.from_env,
+        help="""Make the client of the himalia platform API.
+
+        Called with no arguments; returns an object with the coroutine methods
+        ``awhoami() -> {"name", "roles", "scopes"}`` and
+        ``ahealth() -> {"ok", "services": {name: {"ok", "detail"}}}``.
+        It and those methods raise ``himalia.sdk.HimaliaError`` when the platform API is not
+        configured or cannot be reached. The default, ``himalia.sdk.Client.from_env``, reads
+        ``HIMALIA_API_URL`` and ``JUPYTERHUB_API_TOKEN``.
+
+        .. versionadded:: 0.1
+        """,
+    ).tag(config=True)
+
+    request_timeout = Float(
+        15.0,
+        help="""Seconds to wait for the platform API before answering 503.
+
+        .. versionadded:: 0.1
+        """,
+    ).tag(config=True)
+
+    _client: Any = None
+
+    def initialize_handlers(self) -> None:
+        """Register the REST handlers (ExtensionApp prepends the server's base URL)."""
+        self.handlers.append((r"/himalia/api/status", StatusHandler))
+
+    def platform_client(self) -> Any:
+        """The platform API client, made by ``client_factory`` on first use and then reused.
+
+        Raises ``himalia.sdk.HimaliaError`` when the factory cannot make one; nothing is kept
+        then, so a configuration fixed later is picked up by the next request.
+        """
+        if self._client is None:
+            self._client = self.client_factory()
+        return self._client

@@ -1,0 +1,271 @@
+"""Spawn-to-ready and hub API latency: himalia vs stock JupyterHub, side by side in one run.
+
+Both hubs use the same spawner (HimaliaLocalSpawner, one Unix account per user when root)
+and the same configurable-http-proxy; only himalia's own configuration differs (native auth,
+RBAC roles, platform API and idle-culler services). For each hub:
+
+* 20 users spawned at once, then 10 more one after another (spawn request -> server ready);
+* ``GET /hub/api/users/<name>`` from 20 concurrent clients (p50 / p99).
+
+Usage: ``python benchmarks/spawn.py [--concurrent 20] [--sequential 10] [--requests 1000]``.
+The last line is ``RESULT spawn_ratio <himalia/stock median spawn time> (goal <= 1.1)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pwd
+import secrets
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+from tqdm import tqdm
+
+from himalia.hub.proxy import ensure_proxy
+
+READY_TIMEOUT = 180.0
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} not up after {timeout}s")
+
+
+class Hub:
+    """A running hub with an admin token, started in its own process group."""
+
+    name = ""
+
+    def __init__(self, workdir: Path, proxy_exe: str, prefix: str):
+        self.workdir = workdir
+        self.proxy_exe = proxy_exe
+        self.prefix = prefix
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+        self.token = ""
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(120)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc = None
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=f"{self.url}/hub/api", timeout=60,
+                            headers={"Authorization": f"token {self.token}"})
+
+
+class HimaliaHub(Hub):
+    name = "himalia"
+
+    def start(self) -> None:
+        state = self.workdir / "himalia"
+        state.mkdir()
+        (state / "himalia_config.py").write_text(
+            f"c.HimaliaConfig.system_user_prefix = {self.prefix!r}\n"
+        )
+        env = dict(os.environ, PATH=f"{Path(self.proxy_exe).parent}{os.pathsep}{os.environ['PATH']}")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "himalia.hub", "up", "--state-dir", str(state), "--port", str(self.port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
+        )
+        token_file = state / "admin-token"
+        deadline = time.monotonic() + 120
+        while not token_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.token = token_file.read_text().strip()
+        wait_http(f"{self.url}/hub/health")
+        wait_http(f"{self.url}/services/himalia/openapi.json")
+
+
+class StockHub(Hub):
+    name = "stock"
+
+    def start(self) -> None:
+        home = self.workdir / "stock"
+        home.mkdir()
+        self.token = secrets.token_hex(32)
+        config = home / "jupyterhub_config.py"
+        config.write_text(
+            "import sys\nfrom pathlib import Path\n"
+            f"c.JupyterHub.bind_url = {self.url!r}\n"
+            f"c.JupyterHub.db_url = 'sqlite:///{home}/jupyterhub.sqlite'\n"
+            f"c.JupyterHub.cookie_secret_file = '{home}/cookie_secret'\n"
+            f"c.ConfigurableHTTPProxy.command = [{self.proxy_exe!r}]\n"
+            "c.JupyterHub.spawner_class = 'himalia.hub.spawners.HimaliaLocalSpawner'\n"
+            f"c.HimaliaLocalSpawner.system_users = {os.geteuid() == 0}\n"
+            f"c.HimaliaLocalSpawner.system_user_prefix = {self.prefix!r}\n"
+            f"c.HimaliaLocalSpawner.shared_home_root = '{home}/users'\n"
+            "c.Spawner.cmd = [str(Path(sys.executable).parent / 'jupyterhub-singleuser')]\n"
+            "c.Spawner.start_timeout = 60\nc.Spawner.http_timeout = 60\n"
+            "c.Authenticator.allow_all = True\n"
+            f"c.JupyterHub.services = [{{'name': 'bench', 'api_token': {self.token!r}}}]\n"
+            "c.JupyterHub.load_roles = [{'name': 'admin', 'services': ['bench']}]\n"
+        )
+        with open(home / "hub.log", "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "jupyterhub", "-f", str(config)], cwd=home,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        wait_http(f"{self.url}/hub/health")
+
+
+def spawn_one(hub: Hub, name: str) -> float | None:
+    """Seconds from the spawn request to the server answering through the proxy; None on failure."""
+    with hub.client() as client:
+        start = time.perf_counter()
+        r = client.post(f"/users/{name}/server", json={})
+        if r.status_code not in (201, 202):
+            return None
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            server = (client.get(f"/users/{name}").json().get("servers") or {}).get("", {})
+            if server.get("ready"):
+                return time.perf_counter() - start
+            if not server.get("pending") and not server.get("ready"):
+                return None
+            time.sleep(0.05)
+    return None
+
+
+def run_spawns(hub: Hub, names: list[str], concurrent: bool, bar: tqdm) -> list[float | None]:
+    with hub.client() as client:
+        r = client.post("/users", json={"usernames": names})
+        r.raise_for_status()
+    results: list[float | None] = []
+    if concurrent:
+        with ThreadPoolExecutor(len(names)) as pool:
+            for value in pool.map(lambda n: spawn_one(hub, n), names):
+                results.append(value)
+                bar.update(1)
+    else:
+        for name in names:
+            results.append(spawn_one(hub, name))
+            bar.update(1)
+    return results
+
+
+def stop_all(hub: Hub, names: list[str]) -> None:
+    with hub.client() as client:
+        for name in names:
+            client.delete(f"/users/{name}/server")
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if not client.get("/users", params={"state": "active"}).json():
+                return
+            time.sleep(0.2)
+
+
+def api_latency(hub: Hub, name: str, total: int, clients: int = 20) -> list[float]:
+    per_client = total // clients
+
+    def worker(_: int) -> list[float]:
+        times = []
+        with hub.client() as client:
+            for _ in range(per_client):
+                start = time.perf_counter()
+                client.get(f"/users/{name}").raise_for_status()
+                times.append(time.perf_counter() - start)
+        return times
+
+    with ThreadPoolExecutor(clients) as pool:
+        return [t for batch in pool.map(worker, range(clients)) for t in batch]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def remove_accounts(prefix: str) -> None:
+    for account in pwd.getpwall():
+        if account.pw_name.startswith(prefix):
+            subprocess.run(["userdel", "--remove", "--force", account.pw_name], capture_output=True)
+
+
+def measure(hub: Hub, args, bar: tqdm) -> dict:
+    burst = [f"c{i:02d}" for i in range(args.concurrent)]
+    serial = [f"s{i:02d}" for i in range(args.sequential)]
+    concurrent = run_spawns(hub, burst, True, bar)
+    stop_all(hub, burst)
+    sequential = run_spawns(hub, serial, False, bar)
+    stop_all(hub, serial)
+    latency = api_latency(hub, burst[0], args.requests)
+    return {"concurrent": concurrent, "sequential": sequential, "latency": latency}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--concurrent", type=int, default=20)
+    parser.add_argument("--sequential", type=int, default=10)
+    parser.add_argument("--requests", type=int, default=1000)
+    args = parser.parse_args()
+
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="himalia-bench-") as tmp:
+        workdir = Path(tmp)
+        os.chmod(workdir, 0o755)
+        proxy_exe = ensure_proxy(workdir / "proxy")
+        total = 2 * (args.concurrent + args.sequential)
+        with tqdm(total=total, desc="spawns", unit="server") as bar:
+            for hub_class in (StockHub, HimaliaHub):
+                prefix = f"bn{secrets.token_hex(2)}-"
+                hub = hub_class(workdir, proxy_exe, prefix)
+                try:
+                    bar.set_postfix_str(hub.name)
+                    hub.start()
+                    results[hub.name] = measure(hub, args, bar)
+                finally:
+                    hub.stop()
+                    remove_accounts(prefix)
+
+    print()
+    print(f"{'':10}{'burst p50':>11}{'burst max':>11}{'serial p50':>12}{'api p50':>10}{'api p99':>10}{'failures':>10}")
+    medians = {}
+    for name, r in results.items():
+        ok_c = [t for t in r["concurrent"] if t is not None]
+        ok_s = [t for t in r["sequential"] if t is not None]
+        failures = len(r["concurrent"]) + len(r["sequential"]) - len(ok_c) - len(ok_s)
+        medians[name] = statistics.median(ok_c + ok_s) if ok_c + ok_s else float("inf")
+        print(f"{name:10}{statistics.median(ok_c) if ok_c else float('nan'):>10.2f}s"
+              f"{max(ok_c) if ok_c else float('nan'):>10.2f}s"
+              f"{statistics.median(ok_s) if ok_s else float('nan'):>11.2f}s"
+              f"{percentile(r['latency'], 0.5) * 1000:>8.1f}ms{percentile(r['latency'], 0.99) * 1000:>8.1f}ms"
+              f"{failures:>10}")
+        results[name]["failures"] = failures
+    print(f"himalia failures: {results['himalia']['failures']} (goal 0)")
+    ratio = medians["himalia"] / medians["stock"]
+    print(f"RESULT spawn_ratio {ratio:.3f} (goal <= 1.1)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

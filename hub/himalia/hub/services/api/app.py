@@ -28,6 +28,8 @@ class APISettings:
     db_url: str
     oauth_client_id: str = ""
     oauth_redirect_uri: str = ""
+    #: How long the hub's answer about a token is trusted; a revoked token works this long.
+    token_cache_seconds: int = 10
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -43,7 +45,7 @@ def create_app(settings: APISettings) -> FastAPI:
         oauth_client_id=settings.oauth_client_id or "service-himalia",
         oauth_redirect_uri=settings.oauth_redirect_uri or f"{prefix}/oauth_callback",
         base_url=prefix + "/",
-        cache_max_age=60,
+        cache_max_age=settings.token_cache_seconds,
     )
     db = Database(settings.db_url)
 

@@ -108,6 +108,13 @@ class HimaliaLocalSpawner(ProfileSpawnerMixin, LocalProcessSpawner):
         self.notebook_dir = self.notebook_dir or self.home
         return await maybe_future(super().start())
 
+    def get_args(self):
+        args = super().get_args()
+        if not self.system_users and os.geteuid() == 0:
+            # Single-account mode started by root: the server runs as root, knowingly.
+            args.append("--ServerApp.allow_root=True")
+        return args
+
     def make_preexec_fn(self, name):
         if self.system_users:
             return set_user_setuid(self.system_user)

@@ -87,3 +87,9 @@ def test_state_dir_config_file_and_command_line_overrides(tmp_path):
     assert cfg.port == 9002
     assert cfg.admin_user == "root2"
     assert cfg.state_dir == str(tmp_path.resolve())
+
+
+def test_servers_do_not_reach_for_the_internet(tmp_path):
+    args = make(tmp_path).Spawner.args
+    assert "--LabApp.news_url=None" in args
+    assert "--LabApp.extension_manager=readonly" in args

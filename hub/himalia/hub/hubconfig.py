@@ -113,6 +113,12 @@ def _spawner(c: Config, cfg: HimaliaConfig, paths: StatePaths, api_url: str) -> 
     if cfg.profiles:
         c.Spawner.himalia_profiles = cfg.profiles
     c.Spawner.default_url = "/lab"
+    # Servers may have no route to the internet: no news feed, update checks or PyPI browsing.
+    c.Spawner.args = [
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--LabApp.extension_manager=readonly",
+    ]
     c.Spawner.environment = env
     c.Spawner.server_token_scopes = SERVER_TOKEN_SCOPES
     c.Spawner.start_timeout = 60

@@ -34,6 +34,8 @@ def test_hub_restart_keeps_user_servers_running(sqlite_platform, unique_name):
     kernel = Kernel(server, token)
     kernel.execute("x = 41")
     old_hub = platform.runtime()["pids"]["hub"]
+    old_api = platform.api("GET", "/services/himalia").json()["pid"]
+    assert alive(old_api)
 
     os.kill(old_hub, signal.SIGTERM)
     new_hub = wait_for(lambda: (pid := platform.runtime()["pids"]["hub"]) != old_hub and pid, 60,
@@ -41,6 +43,11 @@ def test_hub_restart_keeps_user_servers_running(sqlite_platform, unique_name):
     wait_for(lambda: requests.get(f"{platform.url}/hub/health", timeout=5).ok, 60, what="hub health")
 
     assert not alive(old_hub) and alive(new_hub)
+    # The old hub's managed services went with it; the new hub runs its own.
+    wait_for(lambda: not alive(old_api), 30, what="the old API service to exit")
+    new_api = wait_for(lambda: platform.api("GET", "/services/himalia").json().get("pid"), 30,
+                       what="the new API service")
+    assert new_api != old_api and alive(new_api)
     user = platform.api("GET", f"/users/{name}").json()
     assert user["servers"][""]["ready"] is True
     # The very same kernel still holds its state: the server process survived the hub restart.

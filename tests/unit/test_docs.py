@@ -1,6 +1,8 @@
 """docs/generate_config_reference.py turns traitlets into the configuration reference."""
 
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -126,3 +128,14 @@ def test_check_fails_when_the_file_is_missing(tmp_path):
 @pytest.mark.parametrize("name", gen.DEFAULT_CLASSES)
 def test_default_classes_are_himalia_classes(name):
     assert name.startswith("himalia.hub.")
+
+
+def test_committed_config_reference_is_current():
+    """A trait changed without regenerating docs/reference/config.md fails here."""
+    # The reference documents the Docker and Kubernetes spawners (the `test` extra installs them).
+    pytest.importorskip("dockerspawner")
+    pytest.importorskip("kubespawner")
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--check"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr

@@ -70,7 +70,7 @@ def test_native_auth_requires_approval_and_strong_passwords(tmp_path):
     assert c.HimaliaAuthenticator.open_signup is False
     assert c.HimaliaAuthenticator.default_group == "viewers"
     assert c.HimaliaAuthenticator.minimum_password_length >= 8
-    assert make(tmp_path, authenticator="oauth").JupyterHub.authenticator_class == "generic-oauth"
+    assert make(tmp_path, authenticator="oauth").JupyterHub.authenticator_class.endswith("HimaliaOAuthenticator")
 
 
 def test_backends_select_spawner_classes(tmp_path):
@@ -93,3 +93,27 @@ def test_servers_do_not_reach_for_the_internet(tmp_path):
     args = make(tmp_path).Spawner.args
     assert "--LabApp.news_url=None" in args
     assert "--LabApp.extension_manager=readonly" in args
+
+
+def test_config_file_settings_for_hub_classes_reach_the_hub(tmp_path):
+    from himalia.hub.hubconfig import configure
+
+    (tmp_path / "himalia_config.py").write_text(
+        "c.HimaliaConfig.authenticator = 'oauth'\n"
+        "c.HimaliaOAuthenticator.client_id = 'himalia-client'\n"
+        "c.HimaliaOAuthenticator.allowed_groups = {'ml-team'}\n"
+    )
+    (tmp_path / "admin-token").write_text("t0k\n")
+    Runtime(hub_port=1, api_port=2, proxy_api_port=3, overrides={"port": 8123}).save(tmp_path / "runtime.json")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "runtime.json").write_text((tmp_path / "runtime.json").read_text())
+    c = Config()
+    configure(c, {"HIMALIA_STATE_DIR": str(tmp_path)})
+    assert c.JupyterHub.authenticator_class == "himalia.hub.auth.HimaliaOAuthenticator"
+    assert c.HimaliaOAuthenticator.client_id == "himalia-client"
+    assert c.HimaliaOAuthenticator.allowed_groups == {"ml-team"}
+    assert c.HimaliaOAuthenticator.default_group == "scientists"
+    # OAuth mode does not let everyone in: the admin chooses who is allowed.
+    assert "allow_all" not in c.Authenticator
+    assert c.JupyterHub.bind_url == "http://127.0.0.1:8123"
+    assert oct((tmp_path / "runtime.json").stat().st_mode & 0o777) == "0o600"

@@ -15,11 +15,43 @@ from jupyterhub import orm
 from jupyterhub.handlers.login import LoginHandler
 from jupyterhub.utils import maybe_future
 from nativeauthenticator import NativeAuthenticator
+from oauthenticator.generic import GenericOAuthenticator
 from nativeauthenticator.orm import UserInfo
 from sqlalchemy.orm import object_session
 from traitlets import Bool, Unicode
 
 from .config import ROLE_GROUPS
+
+
+class RoleGroupMixin:
+    """Puts every user the hub adds into the group of the default platform role."""
+
+    default_group = Unicode(
+        ROLE_GROUPS["scientist"],
+        help="Hub group a newly added user joins when they are in no role group yet.",
+    ).tag(config=True)
+
+    role_groups = Unicode(
+        ",".join(ROLE_GROUPS.values()),
+        help="Comma-separated hub groups that carry platform roles.",
+    ).tag(config=True)
+
+    async def add_user(self, user):
+        await maybe_future(super().add_user(user))
+        role_groups = set(self.role_groups.split(","))
+        if any(group.name in role_groups for group in user.groups):
+            return
+        # init_users passes the ORM object, the REST API and login pass its wrapper.
+        orm_user = getattr(user, "orm_user", user)
+        db = object_session(orm_user)
+        name = ROLE_GROUPS["admin"] if orm_user.admin else self.default_group
+        group = orm.Group.find(db, name)
+        if group is None:
+            self.log.warning("Group %s does not exist; %s has no platform role", name, user.name)
+            return
+        orm_user.groups.append(group)
+        db.commit()
+        self.log.info("Added %s to group %s", user.name, group.name)
 
 
 class ApprovalAwareLoginHandler(LoginHandler):
@@ -33,7 +65,7 @@ class ApprovalAwareLoginHandler(LoginHandler):
         return super()._render(login_error=login_error, username=username, **kwargs)
 
 
-class HimaliaAuthenticator(NativeAuthenticator):
+class HimaliaAuthenticator(RoleGroupMixin, NativeAuthenticator):
     """NativeAuthenticator with bootstrap, pre-approval of admin-created users and role groups."""
 
     bootstrap_password_file = Unicode(
@@ -52,16 +84,6 @@ class HimaliaAuthenticator(NativeAuthenticator):
         They sign up at ``/hub/signup`` to choose their password and can log in at once.
         Turn off to require approval at ``/hub/authorize`` for everyone.
         """,
-    ).tag(config=True)
-
-    default_group = Unicode(
-        ROLE_GROUPS["scientist"],
-        help="Hub group a newly added user joins when they are in no role group yet.",
-    ).tag(config=True)
-
-    role_groups = Unicode(
-        ",".join(ROLE_GROUPS.values()),
-        help="Comma-separated hub groups that carry platform roles.",
     ).tag(config=True)
 
     def __init__(self, *args, **kwargs):
@@ -93,19 +115,7 @@ class HimaliaAuthenticator(NativeAuthenticator):
             authed = authed.union(name for (name,) in self.db.query(orm.User.name))
         return authed
 
-    async def add_user(self, user):
-        await maybe_future(super().add_user(user))
-        role_groups = set(self.role_groups.split(","))
-        if any(group.name in role_groups for group in user.groups):
-            return
-        # init_users passes the ORM object, the REST API and login pass its wrapper.
-        orm_user = getattr(user, "orm_user", user)
-        db = object_session(orm_user)
-        name = ROLE_GROUPS["admin"] if orm_user.admin else self.default_group
-        group = orm.Group.find(db, name)
-        if group is None:
-            self.log.warning("Group %s does not exist; %s has no platform role", name, user.name)
-            return
-        orm_user.groups.append(group)
-        db.commit()
-        self.log.info("Added %s to group %s", user.name, group.name)
+
+
+class HimaliaOAuthenticator(RoleGroupMixin, GenericOAuthenticator):
+    """Generic OpenID Connect login for production; new users join the default role's group."""

@@ -20,7 +20,7 @@ from traitlets.config import Config
 from . import hubconfig
 from ._version import __version__
 from .config import StatePaths
-from .hubconfig import Runtime, load_himalia_config
+from .hubconfig import Runtime, load_himalia_config, write_private_json
 from .proxy import ProxyInstallError, ensure_proxy, proxy_command
 from .storage import upgrade as upgrade_api_db
 from .supervisor import ManagedProcess, pid_alive
@@ -129,7 +129,7 @@ class Platform:
             pids={"himalia": os.getpid(), "proxy": self.proxy.pid, "hub": self.hub.pid},
             url=self.cfg.public_url(), local_url=self.local_url, version=__version__,
         )
-        self.paths.runtime.write_text(json.dumps(data, indent=1))
+        write_private_json(self.paths.runtime, data)
 
     def start(self) -> None:
         self.runtime.save(self.paths.runtime)
@@ -202,10 +202,10 @@ class Platform:
         self.proxy.stop()
         data = json.loads(self.paths.runtime.read_text())
         data["pids"] = {}
-        self.paths.runtime.write_text(json.dumps(data, indent=1))
+        write_private_json(self.paths.runtime, data)
 
 
-def _prepare_state(paths: StatePaths) -> bool:
+def _prepare_state(paths: StatePaths, bootstrap_password: bool = True) -> bool:
     """Create the state directory; return True on first run (and write the bootstrap secrets)."""
     paths.root.mkdir(parents=True, exist_ok=True)
     os.chmod(paths.root, 0o700)
@@ -214,7 +214,8 @@ def _prepare_state(paths: StatePaths) -> bool:
     first_run = not paths.admin_token.exists()
     if first_run:
         _write_secret(paths.admin_token, secrets.token_hex(32))
-        _write_secret(paths.bootstrap_password, secrets.token_urlsafe(12))
+        if bootstrap_password:
+            _write_secret(paths.bootstrap_password, secrets.token_urlsafe(12))
     return first_run
 
 
@@ -244,13 +245,16 @@ def _check_system_users(cfg) -> None:
     """Servers run as other accounts: they must be able to run this Python and import himalia."""
     import himalia.hub
 
-    for target in (Path(sys.executable), Path(himalia.hub.__file__).parent):
+    import jupyterhub
+
+    for target in (Path(sys.executable), Path(himalia.hub.__file__).parent,
+                   Path(jupyterhub.__file__).parent):
         blocked = unreadable_by_others(target)
         if blocked is not None:
             raise CLIError(
                 f"users' servers run as their own Unix accounts, which cannot use {target} "
                 f"({blocked} is private): create the virtual environment from a Python outside "
-                f"private folders (e.g. /usr/bin/python3 -m venv) or set "
+                f"private folders (e.g. /usr/bin/python3 -m venv, in a clone outside /root) or set "
                 f"c.HimaliaConfig.system_users = False"
             )
 
@@ -277,13 +281,13 @@ def cmd_up(args: argparse.Namespace) -> int:
     _check_db_url(args.api_db_url or "", "--api-db-url")
     cfg = load_himalia_config(args.state_dir, overrides)
     paths = StatePaths(cfg.state_dir)
-    _prepare_state(paths)
+    _prepare_state(paths, bootstrap_password=cfg.authenticator == "native")
     _lock(paths)
     if cfg.system_users:
         _check_system_users(cfg)
     else:
-        print("WARNING: not running as root: every user's server runs as this Unix user and "
-              "users can read each other's files. Run as root for one account per user.",
+        print("WARNING: one Unix account for everyone (system_users is off, the default when not "
+              "root): every server runs as this user and users can read each other's files.",
               file=sys.stderr)
     try:
         proxy_exe = ensure_proxy(paths.proxy_prefix)

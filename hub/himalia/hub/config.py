@@ -35,15 +35,15 @@ class HimaliaConfig(Configurable):
     port = Int(8000, help="Public port the proxy listens on.").tag(config=True)
 
     hub_port = Int(
-        0, help="Port of the hub's own HTTP server (0 picks a free one at each start)."
+        0, help="Port of the hub's own HTTP server (0: the previous run's if free, else any free one)."
     ).tag(config=True)
 
     api_port = Int(
-        0, help="Port of the platform API service (0 picks a free one at each start)."
+        0, help="Port of the platform API service (0: the previous run's if free, else any free one)."
     ).tag(config=True)
 
     proxy_api_port = Int(
-        0, help="Port of configurable-http-proxy's REST API (0 picks a free one)."
+        0, help="Port of configurable-http-proxy's REST API (0: the previous run's if free, else any)."
     ).tag(config=True)
 
     db_url = Unicode(
@@ -98,8 +98,8 @@ class HimaliaConfig(Configurable):
 
         ``native``: accounts kept by the hub (NativeAuthenticator); people sign up and an
         admin approves them, or an admin creates them. ``oauth``: a generic OpenID Connect
-        provider through OAuthenticator (``himalia[oauth]``); configure
-        ``c.GenericOAuthenticator`` in ``<state-dir>/himalia_config.py``.
+        provider through OAuthenticator; configure ``c.HimaliaOAuthenticator`` (client id,
+        secret, URLs, and who is allowed) in ``<state-dir>/himalia_config.py``.
         """,
     ).tag(config=True)
 

@@ -20,6 +20,8 @@ from .config import ROLE_GROUPS, HimaliaConfig, StatePaths
 API_SERVICE = "himalia"
 ADMIN_SERVICE = "himalia-admin"
 CULLER_SERVICE = "idle-culler"
+#: Wrapper that ends a managed service when its hub is gone (see services/tied.py).
+TIED = "himalia.hub.services.tied"
 
 _ACCESS_API = f"access:services!service={API_SERVICE}"
 #: What any logged-in person may do, whatever their role: see who they are.
@@ -43,6 +45,14 @@ VIEWER_SCOPES = list(BASE_SCOPES)
 SERVER_TOKEN_SCOPES = ["users:activity!user", *BASE_SCOPES]
 
 
+def write_private_json(path: Path, data: dict) -> None:
+    """Write ``data`` readable by the owner only (it may hold database URLs with passwords)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=1)
+    os.chmod(path, 0o600)
+
+
 @dataclass
 class Runtime:
     """Facts of one ``himalia up`` run that the hub configuration needs."""
@@ -56,7 +66,7 @@ class Runtime:
 
     def save(self, path: Path) -> None:
         data = {k: v for k, v in asdict(self).items() if k != "admin_token"}
-        path.write_text(json.dumps(data))
+        write_private_json(path, data)
 
     @classmethod
     def load(cls, path: Path, admin_token: str = "") -> "Runtime":
@@ -66,12 +76,18 @@ class Runtime:
                    overrides=data.get("overrides") or {})
 
 
+def load_config_file(state_dir: str | os.PathLike) -> Config:
+    """Everything ``<state-dir>/himalia_config.py`` sets, for himalia and for JupyterHub classes."""
+    paths = StatePaths(state_dir)
+    if not paths.user_config.exists():
+        return Config()
+    return PyFileConfigLoader(paths.user_config.name, str(paths.user_config.parent)).load_config()
+
+
 def load_himalia_config(state_dir: str | os.PathLike, overrides: Config | None = None) -> HimaliaConfig:
     """Settings from ``<state-dir>/himalia_config.py`` with command-line ``overrides`` on top."""
     paths = StatePaths(state_dir)
-    config = Config()
-    if paths.user_config.exists():
-        config.merge(PyFileConfigLoader(paths.user_config.name, str(paths.user_config.parent)).load_config())
+    config = load_config_file(state_dir)
     if overrides:
         config.merge(overrides)
     cfg = HimaliaConfig(config=config)
@@ -81,11 +97,13 @@ def load_himalia_config(state_dir: str | os.PathLike, overrides: Config | None =
 
 def _authenticator(c: Config, cfg: HimaliaConfig, paths: StatePaths) -> None:
     c.Authenticator.admin_users = {cfg.admin_user}
-    # Approval (native) or the identity provider (oauth) decides who gets in.
-    c.Authenticator.allow_all = True
     if cfg.authenticator == "oauth":
-        c.JupyterHub.authenticator_class = "generic-oauth"
+        # Who may log in is the admin's choice: allowed_users, allowed_groups or allow_all.
+        c.JupyterHub.authenticator_class = "himalia.hub.auth.HimaliaOAuthenticator"
+        c.HimaliaOAuthenticator.default_group = ROLE_GROUPS[cfg.default_role]
         return
+    # Admin approval decides who gets in.
+    c.Authenticator.allow_all = True
     c.JupyterHub.authenticator_class = "himalia.hub.auth.HimaliaAuthenticator"
     c.HimaliaAuthenticator.bootstrap_password_file = str(paths.bootstrap_password)
     c.HimaliaAuthenticator.default_group = ROLE_GROUPS[cfg.default_role]
@@ -94,6 +112,7 @@ def _authenticator(c: Config, cfg: HimaliaConfig, paths: StatePaths) -> None:
     c.HimaliaAuthenticator.minimum_password_length = 8
     c.HimaliaAuthenticator.check_common_password = True
     c.HimaliaAuthenticator.allowed_failed_logins = 5
+    c.HimaliaAuthenticator.seconds_before_next_try = 300
 
 
 def _spawner(c: Config, cfg: HimaliaConfig, paths: StatePaths, api_url: str) -> None:
@@ -157,7 +176,7 @@ def build_hub_config(cfg: HimaliaConfig, runtime: Runtime) -> Config:
             "display": True,
             "info": {"description": "himalia platform API", "version": __version__},
             "url": f"http://127.0.0.1:{runtime.api_port}",
-            "command": [python, "-m", "himalia.hub.services.api"],
+            "command": [python, "-m", TIED, "himalia.hub.services.api"],
             "environment": {
                 "HIMALIA_API_DB_URL": api_db,
                 "HIMALIA_PROXY_URL": local_public,
@@ -171,7 +190,7 @@ def build_hub_config(cfg: HimaliaConfig, runtime: Runtime) -> Config:
         services.append(
             {
                 "name": CULLER_SERVICE,
-                "command": [python, "-m", "jupyterhub_idle_culler",
+                "command": [python, "-m", TIED, "jupyterhub_idle_culler",
                             f"--timeout={cfg.cull_idle_timeout}"],
             }
         )
@@ -215,3 +234,7 @@ def configure(c: Config, env: dict | None = None) -> None:
     runtime = Runtime.load(paths.runtime, admin_token=paths.admin_token.read_text().strip())
     cfg = load_himalia_config(state_dir, Config({"HimaliaConfig": runtime.overrides}))
     c.merge(build_hub_config(cfg, runtime))
+    # The admin's own settings for JupyterHub classes (authenticators, spawners) win.
+    file_config = load_config_file(state_dir)
+    file_config.pop("HimaliaConfig", None)
+    c.merge(file_config)

@@ -33,6 +33,7 @@ def main() -> None:
         log_level=env.get("HIMALIA_LOG_LEVEL", "info"),
         access_log=False,
         proxy_headers=False,
+        timeout_graceful_shutdown=5,
     )
 
 

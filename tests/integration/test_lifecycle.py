@@ -108,5 +108,8 @@ def test_cli_errors_are_one_line(tmp_path):
     result = himalia("status", "--state-dir", str(tmp_path / "missing"))
     assert result.returncode == 1
     assert "run 'himalia up" in result.stderr and "Traceback" not in result.stderr
+    result = himalia("up", "--state-dir", str(tmp_path / "d"), "--backend", "docker")
+    assert result.returncode == 1 and "--ip 0.0.0.0" in result.stderr
+    assert result.stderr.strip().count("\n") == 0
     result = himalia("--help")
     assert result.returncode == 0 and "up" in result.stdout and "status" in result.stdout

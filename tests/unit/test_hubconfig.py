@@ -117,3 +117,13 @@ def test_config_file_settings_for_hub_classes_reach_the_hub(tmp_path):
     assert "allow_all" not in c.Authenticator
     assert c.JupyterHub.bind_url == "http://127.0.0.1:8123"
     assert oct((tmp_path / "runtime.json").stat().st_mode & 0o777) == "0o600"
+
+
+def test_docker_servers_reach_hub_and_api_through_the_host_gateway(tmp_path):
+    c = make(tmp_path, backend="docker", ip="0.0.0.0")
+    assert c.JupyterHub.hub_bind_url == "http://0.0.0.0:1111"
+    assert c.JupyterHub.hub_connect_url == "http://host.docker.internal:1111"
+    assert c.DockerSpawner.extra_host_config == {"extra_hosts": {"host.docker.internal": "host-gateway"}}
+    assert c.Spawner.environment["HIMALIA_API_URL"] == "http://host.docker.internal:8000/services/himalia/"
+    k8s = make(tmp_path, backend="kubernetes", server_connect_host="hub.himalia.svc")
+    assert k8s.JupyterHub.hub_connect_url == "http://hub.himalia.svc:1111"

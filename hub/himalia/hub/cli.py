@@ -280,6 +280,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     _check_db_url(args.db_url or "", "--db-url")
     _check_db_url(args.api_db_url or "", "--api-db-url")
     cfg = load_himalia_config(args.state_dir, overrides)
+    if cfg.backend == "docker" and cfg.ip.startswith("127."):
+        raise CLIError("--backend docker needs the proxy on an address containers can reach: "
+                       "add --ip 0.0.0.0 (or the Docker bridge address)")
     paths = StatePaths(cfg.state_dir)
     _prepare_state(paths, bootstrap_password=cfg.authenticator == "native")
     _lock(paths)

@@ -72,6 +72,16 @@ class HimaliaConfig(Configurable):
         """,
     ).tag(config=True)
 
+    server_connect_host = Unicode(
+        "",
+        help="""Host name at which servers in containers or pods reach this machine's hub and proxy.
+
+        Empty means ``host.docker.internal`` for the Docker backend (mapped to the host's
+        gateway in every container) and ``127.0.0.1`` otherwise. With Kubernetes the hub
+        usually runs in the cluster: set this to the hub's service name there.
+        """,
+    ).tag(config=True)
+
     profiles = List(
         Dict(),
         help="""Server profiles offered at spawn time, declared once for every backend.

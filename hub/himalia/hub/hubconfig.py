@@ -126,7 +126,8 @@ def _spawner(c: Config, cfg: HimaliaConfig, paths: StatePaths, api_url: str) -> 
         c.Spawner.cmd = [str(bindir / "jupyterhub-singleuser")]
     elif cfg.backend == "docker":
         c.JupyterHub.spawner_class = "himalia.hub.backends.HimaliaDockerSpawner"
-        c.JupyterHub.hub_connect_ip = "host.docker.internal"
+        # host-gateway makes host.docker.internal resolve on Linux engines too.
+        c.DockerSpawner.extra_host_config = {"extra_hosts": {"host.docker.internal": "host-gateway"}}
     else:
         c.JupyterHub.spawner_class = "himalia.hub.backends.HimaliaKubeSpawner"
     if cfg.profiles:
@@ -152,7 +153,15 @@ def build_hub_config(cfg: HimaliaConfig, runtime: Runtime) -> Config:
     local_public = f"http://127.0.0.1:{cfg.port}" if cfg.ip in ("0.0.0.0", "") else public_url
 
     c.JupyterHub.bind_url = public_url
-    c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{runtime.hub_port}"
+    if cfg.backend == "local":
+        c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{runtime.hub_port}"
+        servers_reach = local_public
+    else:
+        # Containers and pods reach the hub and the proxy through the host's network.
+        host = cfg.server_connect_host or ("host.docker.internal" if cfg.backend == "docker" else "127.0.0.1")
+        c.JupyterHub.hub_bind_url = f"http://0.0.0.0:{runtime.hub_port}"
+        c.JupyterHub.hub_connect_url = f"http://{host}:{runtime.hub_port}"
+        servers_reach = f"http://{host}:{cfg.port}"
     c.JupyterHub.db_url = cfg.resolved_db_url()
     c.JupyterHub.cookie_secret_file = str(paths.cookie_secret)
     c.JupyterHub.pid_file = str(paths.run / "jupyterhub.pid")
@@ -166,7 +175,7 @@ def build_hub_config(cfg: HimaliaConfig, runtime: Runtime) -> Config:
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{runtime.proxy_api_port}"
 
     _authenticator(c, cfg, paths)
-    _spawner(c, cfg, paths, api_url=f"{local_public}/services/{API_SERVICE}/")
+    _spawner(c, cfg, paths, api_url=f"{servers_reach}/services/{API_SERVICE}/")
 
     api_db = cfg.resolved_api_db_url()
     python = sys.executable

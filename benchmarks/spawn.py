@@ -43,10 +43,11 @@ def free_port() -> int:
 
 
 def wait_http(url: str, timeout: float = 120.0) -> None:
+    """Until ``url`` answers 200 (a 404 from the proxy means the hub's route is not set yet)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if httpx.get(url, timeout=2).status_code < 500:
+            if httpx.get(url, timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -109,6 +110,16 @@ class HimaliaHub(Hub):
 class StockHub(Hub):
     name = "stock"
 
+    def stop(self) -> None:
+        super().stop()
+        # JupyterHub runs the proxy in a session of its own and records its pid here.
+        pidfile = self.workdir / "stock" / "jupyterhub-proxy.pid"
+        if pidfile.exists():
+            try:
+                os.killpg(int(pidfile.read_text()), signal.SIGTERM)
+            except (ProcessLookupError, ValueError):
+                pass
+
     def start(self) -> None:
         home = self.workdir / "stock"
         home.mkdir()
@@ -117,6 +128,8 @@ class StockHub(Hub):
         config.write_text(
             "import sys\nfrom pathlib import Path\n"
             f"c.JupyterHub.bind_url = {self.url!r}\n"
+            f"c.JupyterHub.hub_bind_url = 'http://127.0.0.1:{free_port()}'\n"
+            f"c.ConfigurableHTTPProxy.api_url = 'http://127.0.0.1:{free_port()}'\n"
             f"c.JupyterHub.db_url = 'sqlite:///{home}/jupyterhub.sqlite'\n"
             f"c.JupyterHub.cookie_secret_file = '{home}/cookie_secret'\n"
             f"c.ConfigurableHTTPProxy.command = [{self.proxy_exe!r}]\n"

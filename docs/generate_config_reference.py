@@ -43,9 +43,8 @@ HEADER = """\
 
 `HimaliaConfig` settings go in `<state-dir>/himalia_config.py` as
 `c.HimaliaConfig.<name> = value`; some of them are also `himalia up` options.
-`himalia up` builds the hub's configuration from them and sets the other classes'
-settings itself: to change one of those, name it in that file as
-`c.HimaliaConfig.extra_hub_config = {"<Class>": {"<name>": value}}`.
+`himalia up` builds the hub's configuration from them; the same file may also set any
+other class below (`c.HimaliaAuthenticator.<name> = value`), and those lines win.
 Settings a class inherits from JupyterHub, NativeAuthenticator, DockerSpawner or
 KubeSpawner are documented by those projects.
 """

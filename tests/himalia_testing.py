@@ -20,6 +20,9 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -318,3 +321,62 @@ class Kernel:
     def close(self) -> None:
         self.ws.close()
         requests.delete(f"{self.server_url}api/kernels/{self.id}", headers=self.headers, timeout=30)
+
+
+@dataclass
+class JupyterProcess:
+    """A running Jupyter application: its URL, its token and the file its output goes to."""
+
+    url: str
+    token: str
+    log: Path
+
+    def get(self, path: str, token: str | None = None):
+        import httpx
+
+        headers = {"Authorization": f"token {token}"} if token else {}
+        return httpx.get(self.url + path, headers=headers, timeout=30)
+
+
+@contextmanager
+def jupyter_app(tmp: Path, module: str, config: str, env: dict[str, str] | None = None) -> Iterator[JupyterProcess]:
+    """Run ``python -m <module>`` (jupyter_server, jupyterlab) with ``config`` on a free port,
+    every Jupyter directory under ``tmp``; stop exactly its process group afterwards."""
+    for name in ("root", "config", "data", "runtime"):
+        (tmp / name).mkdir(parents=True)
+    config_file = tmp / "jupyter_app_config.py"
+    config_file.write_text(config)
+    token = secrets.token_hex(16)
+    port = free_port()
+    app_env = {k: v for k, v in os.environ.items() if k not in {"HIMALIA_API_URL", "JUPYTERHUB_API_TOKEN"}}
+    app_env.update(JUPYTER_CONFIG_DIR=str(tmp / "config"), JUPYTER_DATA_DIR=str(tmp / "data"),
+                   JUPYTER_RUNTIME_DIR=str(tmp / "runtime"), **(env or {}))
+    log = tmp / f"{module}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module, f"--config={config_file}", "--no-browser", "--allow-root",
+             "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+             f"--ServerApp.root_dir={tmp / 'root'}", f"--IdentityProvider.token={token}"],
+            env=app_env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    app = JupyterProcess(url=f"http://127.0.0.1:{port}/", token=token, log=log)
+
+    def answers() -> bool:
+        if proc.poll() is not None:
+            pytest.fail(f"{module} exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            return app.get("api/status", token).status_code == 200
+        except Exception:
+            return False
+
+    try:
+        wait_for(answers, what=f"{module}, output in {log}")
+        yield app
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

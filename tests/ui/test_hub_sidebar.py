@@ -9,53 +9,19 @@ extension and the server's hub token, who they are and how healthy the platform 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from himalia_testing import Platform, require_service
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from himalia_testing import Platform
+from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-# The same flags as test_sidebar.py: no sandbox (we run as root), nothing fetched from outside.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 TAB = '.jp-SideBar .lm-TabBar-tab[data-id="himalia-sidebar"]'
 PANEL = "#himalia-sidebar"
 # Spawning a local server and loading JupyterLab the first time takes a while.
 SPAWN_TIMEOUT_MS = 120_000
 TIMEOUT_MS = 30_000
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        require_service("Debian's chromium is not installed: apt-get install -y chromium")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    try:
-        yield page
-    finally:
-        context.close()
 
 
 def log_in(page: Page, platform: Platform, name: str, password: str) -> None:

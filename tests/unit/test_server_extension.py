@@ -6,20 +6,14 @@ temporary folder; the platform API client is swapped through ``client_factory`` 
 
 from __future__ import annotations
 
-import os
 import secrets
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
-from himalia_testing import free_port, wait_for
+from himalia_testing import JupyterProcess, free_port, jupyter_app
 
 STATUS = "himalia/api/status"
 
@@ -55,98 +49,26 @@ c.HimaliaExtensionApp.request_timeout = 0.5
 """
 
 
-@dataclass
-class Server:
-    """A running jupyter server: its URL, its token and the file its output goes to."""
-
-    url: str
-    token: str
-    log: Path
-
-    def get(self, path: str, token: str | None = None) -> httpx.Response:
-        headers = {"Authorization": f"token {token}"} if token else {}
-        return httpx.get(self.url + path, headers=headers, timeout=30)
-
-
 def closed_port_url() -> str:
     """A URL nothing listens on, so connecting to it is refused at once."""
     return f"http://127.0.0.1:{free_port()}/services/himalia/"
 
 
 @contextmanager
-def jupyter_server(tmp: Path, config: str, env: dict[str, str]) -> Iterator[Server]:
+def jupyter_server(tmp: Path, config: str, env: dict[str, str]) -> Iterator[JupyterProcess]:
     """Run ``jupyter server`` with the himalia extension and ``config``; stop its group after."""
-    for name in ("root", "config", "data", "runtime"):
-        (tmp / name).mkdir(parents=True)
-    config_file = tmp / "jupyter_server_config.py"
-    config_file.write_text(
-        'c.ServerApp.jpserver_extensions = {"himalia.extension": True}\n' + config
-    )
-    token = secrets.token_hex(16)
-    port = free_port()
-    server_env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in {"HIMALIA_API_URL", "JUPYTERHUB_API_TOKEN"}
-    }
-    server_env.update(
-        JUPYTER_CONFIG_DIR=str(tmp / "config"),
-        JUPYTER_DATA_DIR=str(tmp / "data"),
-        JUPYTER_RUNTIME_DIR=str(tmp / "runtime"),
-        **env,
-    )
-    log = tmp / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "jupyter_server",
-                f"--config={config_file}",
-                "--no-browser",
-                "--allow-root",
-                "--ServerApp.ip=127.0.0.1",
-                f"--ServerApp.port={port}",
-                "--ServerApp.port_retries=0",
-                f"--ServerApp.root_dir={tmp / 'root'}",
-                f"--IdentityProvider.token={token}",
-            ],
-            env=server_env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    server = Server(url=f"http://127.0.0.1:{port}/", token=token, log=log)
-    try:
-        wait_for(lambda: answers(proc, server), what=f"jupyter server, output in {log}")
+    extension = 'c.ServerApp.jpserver_extensions = {"himalia.extension": True}\n'
+    with jupyter_app(tmp, "jupyter_server", extension + config, env) as server:
         yield server
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-def answers(proc: subprocess.Popen, server: Server) -> bool:
-    """Whether the server answers an authenticated request yet; fails if it has exited."""
-    if proc.poll() is not None:
-        pytest.fail(f"jupyter server exited with {proc.returncode}:\n{server.log.read_text()}")
-    try:
-        return server.get("api/status", server.token).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 @pytest.fixture(scope="module")
-def fake_platform_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def fake_platform_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterProcess]:
     with jupyter_server(tmp_path_factory.mktemp("fake"), FAKE_PLATFORM, {}) as server:
         yield server
 
 
-def test_status_returns_identity_and_health(fake_platform_server: Server) -> None:
+def test_status_returns_identity_and_health(fake_platform_server: JupyterProcess) -> None:
     response = fake_platform_server.get(STATUS, fake_platform_server.token)
 
     assert response.status_code == 200
@@ -165,7 +87,7 @@ def test_status_returns_identity_and_health(fake_platform_server: Server) -> Non
 
 @pytest.mark.parametrize("token", [None, "not-the-token"])
 def test_status_refuses_unauthenticated_requests(
-    fake_platform_server: Server, token: str | None
+    fake_platform_server: JupyterProcess, token: str | None
 ) -> None:
     response = fake_platform_server.get(STATUS, token)
 

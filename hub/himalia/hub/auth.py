@@ -19,11 +19,12 @@ from oauthenticator.generic import GenericOAuthenticator
 from nativeauthenticator.orm import UserInfo
 from sqlalchemy.orm import object_session
 from traitlets import Bool, Unicode
+from traitlets.config import LoggingConfigurable
 
 from .config import ROLE_GROUPS
 
 
-class RoleGroupMixin:
+class RoleGroupMixin(LoggingConfigurable):
     """Puts every user the hub adds into the group of the default platform role."""
 
     default_group = Unicode(

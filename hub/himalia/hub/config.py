@@ -136,7 +136,8 @@ class HimaliaConfig(Configurable):
     ).tag(config=True)
 
     extra_hub_config = Dict(
-        help="""Extra JupyterHub configuration merged last, as ``{"Class": {"trait": value}}``.""",
+        help="""Extra JupyterHub configuration, as ``{"Class": {"trait": value}}``, merged over
+        himalia's own settings; plain ``c.Class.trait`` lines in ``himalia_config.py`` win over it.""",
     ).tag(config=True)
 
     @property

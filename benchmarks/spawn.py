@@ -139,6 +139,7 @@ class StockHub(Hub):
             f"c.HimaliaLocalSpawner.shared_home_root = '{home}/users'\n"
             "c.Spawner.cmd = [str(Path(sys.executable).parent / 'jupyterhub-singleuser')]\n"
             "c.Spawner.start_timeout = 60\nc.Spawner.http_timeout = 60\n"
+            "c.JupyterHub.authenticator_class = 'null'\n"
             "c.Authenticator.allow_all = True\n"
             f"c.JupyterHub.services = [{{'name': 'bench', 'api_token': {self.token!r}}}]\n"
             "c.JupyterHub.load_roles = [{'name': 'admin', 'services': ['bench']}]\n"
@@ -172,7 +173,8 @@ def spawn_one(hub: Hub, name: str) -> float | None:
 def run_spawns(hub: Hub, names: list[str], concurrent: bool, bar: tqdm) -> list[float | None]:
     with hub.client() as client:
         r = client.post("/users", json={"usernames": names})
-        r.raise_for_status()
+        if r.status_code != 201:
+            raise RuntimeError(f"{hub.name}: creating users failed: {r.status_code} {r.text}")
     results: list[float | None] = []
     if concurrent:
         with ThreadPoolExecutor(len(names)) as pool:

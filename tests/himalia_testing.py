@@ -58,6 +58,15 @@ def wait_for(predicate, timeout: float = 60.0, interval: float = 0.2, what: str 
         time.sleep(interval)
 
 
+def alive(pid: int) -> bool:
+    """Whether a process with this pid exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def kill_group(pid: int | None, timeout: float = 15.0) -> None:
     """SIGTERM a process group, then SIGKILL whatever is left of it."""
     if not pid:
@@ -162,7 +171,7 @@ class Platform:
                 line = self._lines.get(timeout=max(remaining, 0.01))
             except queue.Empty:
                 self.stop()
-                raise AssertionError(f"himalia up not ready in {timeout}s:\n{''.join(self.output)}")
+                raise AssertionError(f"himalia up not ready in {timeout}s:\n{''.join(self.output)}") from None
             if line is None:
                 raise AssertionError(f"himalia up exited:\n{''.join(self.output)}\n{self.hub_log()}")
             if "one-time password:" in line:

@@ -9,20 +9,13 @@ import sys
 
 import requests
 
-from himalia_testing import Kernel, Platform, wait_for
+from himalia_testing import Kernel, Platform, alive, wait_for
 
 
 def himalia(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "himalia.hub", *args], capture_output=True,
                           text=True, timeout=120)
 
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_hub_restart_keeps_user_servers_running(sqlite_platform, unique_name):

@@ -8,15 +8,8 @@ import subprocess
 import sys
 import textwrap
 
-from himalia_testing import wait_for
+from himalia_testing import alive, wait_for
 
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_service_exits_when_its_parent_dies(tmp_path):

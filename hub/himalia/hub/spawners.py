@@ -102,7 +102,7 @@ class HimaliaLocalSpawner(ProfileSpawnerMixin, LocalProcessSpawner):
                 ensure_unix_user(self.system_user, self.system_home_root)
             except subprocess.CalledProcessError as e:
                 self.log.error("useradd %s failed: %s", self.system_user, e.stderr.strip())
-                raise SpawnError(f"Could not create the Unix account for {self.user.name}.")
+                raise SpawnError(f"Could not create the Unix account for {self.user.name}.") from e
         else:
             os.makedirs(self.home, mode=0o700, exist_ok=True)
         self.notebook_dir = self.notebook_dir or self.home

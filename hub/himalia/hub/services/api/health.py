@@ -62,5 +62,5 @@ async def check_health(
             checks[f"service:{name}"] = asyncio.sleep(0, _result(bool(model.get("pid")), "managed"))
     names = list(checks)
     results = await asyncio.gather(*checks.values())
-    parts = dict(zip(names, results))
+    parts = dict(zip(names, results, strict=True))
     return {"ok": all(r["ok"] for r in parts.values()), "services": parts}

@@ -10,7 +10,7 @@ from pathlib import Path
 from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
 from jupyterhub.utils import maybe_future
 from tornado import web
-from traitlets import Bool, Unicode
+from traitlets import Bool, List, Unicode, default
 
 from .profiles import Profile, ProfileSpawnerMixin, local_overrides
 
@@ -56,6 +56,45 @@ def ensure_unix_user(name: str, home_root: str = "/home") -> pwd.struct_passwd:
     return pwd.getpwnam(name)
 
 
+def detect_nvidia_gpus(root: str = "/proc/driver/nvidia/gpus") -> list[str]:
+    """CUDA device ids of the NVIDIA GPUs the driver reports (none without a driver)."""
+    try:
+        return [str(i) for i in range(len(os.listdir(root)))]
+    except OSError:
+        return []
+
+
+class GPUAllocator:
+    """Which local GPUs each running server holds, so two servers never share one."""
+
+    def __init__(self):
+        self._held: dict[str, list[str]] = {}
+
+    def claim(self, owner: str, count: int, available: list[str]) -> list[str]:
+        self.release(owner)
+        busy = {gpu for ids in self._held.values() for gpu in ids}
+        free = [gpu for gpu in available if gpu not in busy]
+        if len(free) < count:
+            raise SpawnError(
+                f"This profile needs {count} GPU(s) but {len(free)} of {len(available)} are free: "
+                "stop another GPU server or pick a CPU profile.",
+                status=503,
+            )
+        self._held[owner] = free[:count]
+        return self._held[owner]
+
+    def hold(self, owner: str, ids: list[str]) -> None:
+        """Record GPUs a server held before a hub restart."""
+        self._held[owner] = list(ids)
+
+    def release(self, owner: str) -> None:
+        self._held.pop(owner, None)
+
+
+#: One allocator per hub process, shared by all local spawners.
+GPUS = GPUAllocator()
+
+
 class HimaliaLocalSpawner(ProfileSpawnerMixin, LocalProcessSpawner):
     """Local processes with profiles; real Unix users when ``system_users`` is on.
 
@@ -81,8 +120,48 @@ class HimaliaLocalSpawner(ProfileSpawnerMixin, LocalProcessSpawner):
         "", help="Directory of per-user folders when ``system_users`` is off."
     ).tag(config=True)
 
+    local_gpu_ids = List(
+        Unicode(),
+        help="""CUDA device ids handed out to servers with GPU profiles, one server per device.
+
+        Empty means the NVIDIA GPUs the driver reports under /proc/driver/nvidia/gpus.
+        """,
+    ).tag(config=True)
+
+    @default("local_gpu_ids")
+    def _default_local_gpu_ids(self):
+        return detect_nvidia_gpus()
+
+    gpu_ids = List(Unicode(), help="GPUs this server holds (kept across hub restarts).")
+
+    @property
+    def _gpu_owner(self) -> str:
+        return f"{self.user.name}/{self.name}"
+
     def profile_overrides(self, profile: Profile) -> dict:
-        return local_overrides(profile)
+        if profile.gpus:
+            self.gpu_ids = GPUS.claim(self._gpu_owner, profile.gpus, self.local_gpu_ids)
+        else:
+            GPUS.release(self._gpu_owner)
+            self.gpu_ids = []
+        return local_overrides(profile, self.gpu_ids or None)
+
+    def get_state(self):
+        state = super().get_state()
+        if self.gpu_ids:
+            state["gpu_ids"] = list(self.gpu_ids)
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        if state.get("gpu_ids"):
+            self.gpu_ids = list(state["gpu_ids"])
+            GPUS.hold(self._gpu_owner, self.gpu_ids)
+
+    def clear_state(self):
+        super().clear_state()
+        GPUS.release(self._gpu_owner)
+        self.gpu_ids = []
 
     @property
     def system_user(self) -> str:

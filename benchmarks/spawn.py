@@ -29,17 +29,10 @@ from pathlib import Path
 import httpx
 from tqdm import tqdm
 
+from himalia.hub.cli import free_port
 from himalia.hub.proxy import ensure_proxy
 
 READY_TIMEOUT = 180.0
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_http(url: str, timeout: float = 120.0) -> None:

@@ -15,8 +15,8 @@ from jupyterhub import orm
 from jupyterhub.handlers.login import LoginHandler
 from jupyterhub.utils import maybe_future
 from nativeauthenticator import NativeAuthenticator
-from oauthenticator.generic import GenericOAuthenticator
 from nativeauthenticator.orm import UserInfo
+from oauthenticator.generic import GenericOAuthenticator
 from sqlalchemy.orm import object_session
 from traitlets import Bool, Unicode
 from traitlets.config import LoggingConfigurable

@@ -19,7 +19,7 @@ from traitlets.config import Config
 
 from . import hubconfig
 from ._version import __version__
-from .config import StatePaths
+from .config import StatePaths, write_private
 from .hubconfig import Runtime, load_himalia_config, write_private_json
 from .proxy import ProxyInstallError, ensure_proxy, proxy_command
 from .storage import upgrade as upgrade_api_db
@@ -49,13 +49,6 @@ def port_free(port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def _write_secret(path: Path, value: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(value + "\n")
-    os.chmod(path, 0o600)
 
 
 def _choose_ports(cfg, paths: StatePaths) -> Runtime:
@@ -118,14 +111,12 @@ class Platform:
 
     @property
     def local_url(self) -> str:
-        host = "127.0.0.1" if self.cfg.ip in ("0.0.0.0", "") else self.cfg.ip
-        return f"http://{host}:{self.cfg.port}"
+        return self.cfg.local_url()
 
     def write_runtime(self) -> None:
         data = json.loads(self.paths.runtime.read_text()) if self.paths.runtime.exists() else {}
         data.update(
-            hub_port=self.runtime.hub_port, api_port=self.runtime.api_port,
-            proxy_api_port=self.runtime.proxy_api_port, overrides=self.runtime.overrides,
+            self.runtime.public_fields(),
             pids={"himalia": os.getpid(), "proxy": self.proxy.pid, "hub": self.hub.pid},
             url=self.cfg.public_url(), local_url=self.local_url, version=__version__,
         )
@@ -213,9 +204,9 @@ def _prepare_state(paths: StatePaths, bootstrap_password: bool = True) -> bool:
         sub.mkdir(parents=True, exist_ok=True)
     first_run = not paths.admin_token.exists()
     if first_run:
-        _write_secret(paths.admin_token, secrets.token_hex(32))
+        write_private(paths.admin_token, secrets.token_hex(32) + "\n")
         if bootstrap_password:
-            _write_secret(paths.bootstrap_password, secrets.token_urlsafe(12))
+            write_private(paths.bootstrap_password, secrets.token_urlsafe(12) + "\n")
     return first_run
 
 
@@ -241,11 +232,11 @@ def unreadable_by_others(path: Path) -> Path | None:
     return None
 
 
-def _check_system_users(cfg) -> None:
+def _check_system_users() -> None:
     """Servers run as other accounts: they must be able to run this Python and import himalia."""
-    import himalia.hub
-
     import jupyterhub
+
+    import himalia.hub
 
     for target in (Path(sys.executable), Path(himalia.hub.__file__).parent,
                    Path(jupyterhub.__file__).parent):
@@ -287,7 +278,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     _prepare_state(paths, bootstrap_password=cfg.authenticator == "native")
     _lock(paths)
     if cfg.system_users:
-        _check_system_users(cfg)
+        _check_system_users()
     else:
         print("WARNING: one Unix account for everyone (system_users is off, the default when not "
               "root): every server runs as this user and users can read each other's files.",

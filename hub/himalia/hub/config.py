@@ -157,6 +157,19 @@ class HimaliaConfig(Configurable):
     def public_url(self) -> str:
         return f"http://{self.ip}:{self.port}"
 
+    def local_url(self) -> str:
+        """The public URL as this machine reaches it (loopback when listening on all addresses)."""
+        host = "127.0.0.1" if self.ip in ("0.0.0.0", "") else self.ip
+        return f"http://{host}:{self.port}"
+
+
+def write_private(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` readable by the owner only (tokens, passwords, database URLs)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o600)
+
 
 class StatePaths:
     """Well-known files and folders inside the state directory."""

@@ -15,7 +15,7 @@ from pathlib import Path
 from traitlets.config import Config, PyFileConfigLoader
 
 from ._version import __version__
-from .config import ROLE_GROUPS, HimaliaConfig, StatePaths
+from .config import ROLE_GROUPS, HimaliaConfig, StatePaths, write_private
 
 API_SERVICE = "himalia"
 ADMIN_SERVICE = "himalia-admin"
@@ -47,10 +47,7 @@ SERVER_TOKEN_SCOPES = ["users:activity!user", *BASE_SCOPES]
 
 def write_private_json(path: Path, data: dict) -> None:
     """Write ``data`` readable by the owner only (it may hold database URLs with passwords)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=1)
-    os.chmod(path, 0o600)
+    write_private(path, json.dumps(data, indent=1))
 
 
 @dataclass
@@ -64,9 +61,12 @@ class Runtime:
     #: HimaliaConfig values given on the command line, which the hub process must see too.
     overrides: dict = field(default_factory=dict)
 
+    def public_fields(self) -> dict:
+        """What the hub process reads back from ``runtime.json`` (never the admin token)."""
+        return {k: v for k, v in asdict(self).items() if k != "admin_token"}
+
     def save(self, path: Path) -> None:
-        data = {k: v for k, v in asdict(self).items() if k != "admin_token"}
-        write_private_json(path, data)
+        write_private_json(path, self.public_fields())
 
     @classmethod
     def load(cls, path: Path, admin_token: str = "") -> "Runtime":
@@ -149,10 +149,9 @@ def build_hub_config(cfg: HimaliaConfig, runtime: Runtime) -> Config:
     """The complete JupyterHub configuration of one installation."""
     paths = StatePaths(cfg.state_dir)
     c = Config()
-    public_url = cfg.public_url()
-    local_public = f"http://127.0.0.1:{cfg.port}" if cfg.ip in ("0.0.0.0", "") else public_url
+    local_public = cfg.local_url()
 
-    c.JupyterHub.bind_url = public_url
+    c.JupyterHub.bind_url = cfg.public_url()
     if cfg.backend == "local":
         c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{runtime.hub_port}"
         servers_reach = local_public

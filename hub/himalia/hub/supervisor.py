@@ -45,38 +45,25 @@ class ManagedProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM the process group, SIGKILL it after ``timeout``."""
+        """SIGTERM the process group; SIGKILL whatever is left of it after ``timeout``."""
         if self.proc is None:
             return
         pgid = self.proc.pid
-        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(pgid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                self.proc.wait(wait)
-            except subprocess.TimeoutExpired:
-                continue
-            # The leader is gone; members of its group may linger a moment longer.
-            if not _group_alive(pgid):
-                break
-        else:
-            return
+        _signal_group(pgid, signal.SIGTERM)
         try:
-            os.killpg(pgid, signal.SIGKILL)
-        except ProcessLookupError:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
             pass
+        # The leader, or members of its group it left behind.
+        _signal_group(pgid, signal.SIGKILL)
+        self.proc.wait()
 
 
-def _group_alive(pgid: int) -> bool:
+def _signal_group(pgid: int, sig: int) -> None:
     try:
-        os.killpg(pgid, 0)
+        os.killpg(pgid, sig)
     except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        pass
 
 
 def pid_alive(pid: int | None) -> bool:

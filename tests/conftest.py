@@ -2,40 +2,49 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import secrets
 from pathlib import Path
 
 import pytest
 
-from himalia_testing import PG_DSN, PGDatabase, Platform, postgres_available, require_service
+from himalia_testing import (PG_DSN, PGDatabase, Platform, postgres_available, reachable_temp_dir,
+                             require_service)
 
 
 @pytest.fixture(scope="session")
-def proxy_bin(tmp_path_factory) -> Path:
-    """configurable-http-proxy installed once per test session (npm, ~2 s)."""
+def proxy_bin() -> Path:
+    """configurable-http-proxy installed once per test session (npm, ~2 s), where the tests'
+    unprivileged accounts can run it too."""
     from himalia.hub.proxy import ensure_proxy
 
-    prefix = tmp_path_factory.mktemp("chp")
-    return Path(ensure_proxy(prefix)).parent
+    prefix = reachable_temp_dir("himalia-chp-")
+    os.chmod(prefix, 0o755)
+    try:
+        yield Path(ensure_proxy(prefix)).parent
+    finally:
+        shutil.rmtree(prefix, ignore_errors=True)
 
 
-def _platform(request, tmp_path_factory, proxy_bin, db: str) -> Platform:
-    state = tmp_path_factory.mktemp(f"himalia-{db}") / "state"
-    pg: list[PGDatabase] = []
+def _platform(request, proxy_bin, db: str) -> Platform:
+    pg: PGDatabase | None = None
     if db == "postgres":
         if not postgres_available():
             require_service(f"PostgreSQL is not reachable at {PG_DSN}")
-        tag = secrets.token_hex(3)
-        pg = [PGDatabase(f"himalia_hub_{tag}").create(), PGDatabase(f"himalia_api_{tag}").create()]
-        platform = Platform(state, proxy_bin, db_url=pg[0].url, api_db_url=pg[1].url)
+        # The hub's database; himalia makes the API's own role and schema in it.
+        pg = PGDatabase(f"himalia_hub_{secrets.token_hex(3)}").create()
+        platform = Platform(None, proxy_bin, db_url=pg.url)
     else:
-        platform = Platform(state, proxy_bin)
+        platform = Platform(None, proxy_bin)
 
     def finish():
-        platform.stop()
-        platform.remove_unix_accounts()
-        for database in pg:
-            database.drop()
+        platform.close()
+        if pg is not None:
+            from himalia.hub.storage.roles import api_role_name
+
+            pg.drop()
+            pg.drop_role(api_role_name(pg.url))
 
     request.addfinalizer(finish)
     platform.start()
@@ -43,15 +52,15 @@ def _platform(request, tmp_path_factory, proxy_bin, db: str) -> Platform:
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def platform(request, tmp_path_factory, proxy_bin) -> Platform:
-    """The platform on SQLite and on PostgreSQL (hub DB and API DB)."""
-    return _platform(request, tmp_path_factory, proxy_bin, request.param)
+def platform(request, proxy_bin) -> Platform:
+    """The platform on SQLite and on PostgreSQL (hub DB, and the API's own role in it)."""
+    return _platform(request, proxy_bin, request.param)
 
 
 @pytest.fixture(scope="module")
-def sqlite_platform(request, tmp_path_factory, proxy_bin) -> Platform:
+def sqlite_platform(request, proxy_bin) -> Platform:
     """The platform on its embedded defaults only, for tests that restart or stop it."""
-    return _platform(request, tmp_path_factory, proxy_bin, "sqlite")
+    return _platform(request, proxy_bin, "sqlite")
 
 
 @pytest.fixture

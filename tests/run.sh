@@ -4,21 +4,31 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/venv.sh
 
-# Browser tests drive Debian's Chromium; never a downloaded browser.
-command -v chromium >/dev/null || apt_install chromium
-install_himalia test
-
-# As root the suite runs servers as per-user Unix accounts, which must reach this checkout
-# (the editable install imports from it): let them pass through, not list, the folders above.
+# As root the suite runs servers and the platform's services as other Unix accounts, which
+# must reach this checkout (the editable install imports from it). Let them pass through, not
+# list, a private folder above it; never open up a home folder such as /root.
 if [ "$(id -u)" = 0 ]; then
+  homes="$(getent passwd | cut -d: -f6 | sort -u)"
   dir="$PWD"
   while [ "$dir" != "/" ]; do
     case "$(stat -c %A "$dir")" in
       *x|*t) ;;
-      *) chmod o+x "$dir"; echo "tests/run.sh: let other accounts pass through $dir (chmod o+x)" ;;
+      *)
+        if printf '%s\n' "$homes" | grep -qxF "$dir" || [ "$(dirname "$dir")" = /home ]; then
+          echo "tests/run.sh: $dir is a private home folder and the tests' per-user accounts must reach" \
+               "this checkout inside it: clone the repository outside home folders (e.g. under /srv or /opt)" >&2
+          exit 1
+        fi
+        chmod o+x "$dir"
+        echo "tests/run.sh: let other accounts pass through $dir (chmod o+x)"
+        ;;
     esac
     dir="$(dirname "$dir")"
   done
 fi
+
+# Browser tests drive Debian's Chromium; never a downloaded browser.
+command -v chromium >/dev/null || apt_install chromium
+install_himalia test
 
 exec .venv/bin/python -m pytest "$@"

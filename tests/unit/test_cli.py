@@ -27,8 +27,22 @@ def test_first_run_writes_private_secrets_once(tmp_path):
     assert paths.admin_token.read_text() == token
 
 
+def test_files_an_older_version_left_open_are_made_private(tmp_path):
+    paths = StatePaths(tmp_path / "state")
+    paths.logs.mkdir(parents=True)
+    os.chmod(paths.logs, 0o755)
+    paths.hub_db.write_text("")
+    os.chmod(paths.hub_db, 0o644)
+    _prepare_state(paths)
+    assert stat.S_IMODE(paths.logs.stat().st_mode) == 0o700
+    assert stat.S_IMODE(paths.hub_db.stat().st_mode) == 0o600
+    for entry in paths.root.iterdir():
+        assert stat.S_IMODE(entry.stat().st_mode) & 0o077 == 0, entry
+
+
 def test_version_change_migrates_the_api_database(tmp_path, caplog):
     paths = StatePaths(tmp_path)
+    _prepare_state(paths)
     paths.version.write_text("0.0.1\n")
     cfg = HimaliaConfig(state_dir=str(tmp_path))
     with caplog.at_level("INFO", logger="himalia"):
@@ -57,3 +71,73 @@ def test_private_folders_are_found():
         assert unreadable_by_others(private / "inner") is None
     finally:
         shutil.rmtree(root)
+
+
+def up(tmp_path, capsys, *args, config: str = "", env: dict | None = None) -> str:
+    """Run ``himalia up`` in-process up to its first refusal; return its one-line error."""
+    from himalia.hub.cli import main
+
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700, exist_ok=True)
+    if config:
+        (state / "himalia_config.py").write_text(config)
+    code = main(["up", "--state-dir", str(state), *args], env=env or {})
+    err = capsys.readouterr().err.strip()
+    assert code == 1, err
+    assert err.count("\n") == 0 and err.startswith("himalia: "), err
+    return err
+
+
+def test_a_database_password_on_the_command_line_is_refused(tmp_path, capsys):
+    err = up(tmp_path, capsys, "--db-url", "postgresql://hub:s3cret@127.0.0.1/hub")
+    assert "--db-url contains a password, which ps shows" in err and "HIMALIA_DB_URL" in err
+    assert "s3cret" not in err
+    err = up(tmp_path, capsys, "--api-db-url", "postgresql://api:pw@127.0.0.1/api")
+    assert "--api-db-url contains a password" in err
+
+
+def test_database_urls_come_from_the_environment(tmp_path, capsys):
+    err = up(tmp_path, capsys, env={"HIMALIA_DB_URL": "mongodb://nowhere"})
+    assert "c.HimaliaConfig.db_url must be an SQLAlchemy URL" in err
+
+
+def test_the_api_may_not_use_the_hubs_database_role(tmp_path):
+    from himalia.hub.cli.platform import _api_database_url
+
+    cfg = HimaliaConfig(state_dir=str(tmp_path), db_url="postgresql://hub@127.0.0.1:1/hub",
+                        api_db_url="postgresql://hub@127.0.0.1:1/api")
+    with pytest.raises(CLIError, match="uses the hub's database role"):
+        _api_database_url(cfg, StatePaths(tmp_path))
+
+
+def test_as_root_servers_never_run_as_root(tmp_path, capsys):
+    if os.geteuid() != 0:
+        pytest.skip("only a root start can put servers under root")
+    err = up(tmp_path, capsys, config="c.HimaliaConfig.system_users = False\n")
+    assert "as root, every user's server runs as the user's own Unix account" in err
+
+
+def test_a_state_directory_another_account_can_change_is_refused(tmp_path, capsys):
+    import pwd
+
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    (state / "himalia_config.py").write_text("import os; os.system('touch /tmp/owned')\n")
+    os.chmod(state / "himalia_config.py", 0o666)
+    err = up(tmp_path, capsys)
+    assert "The configuration file" in err and "writable by other accounts" in err
+    os.chmod(state / "himalia_config.py", 0o600)
+    if os.geteuid() == 0:
+        os.chown(state, pwd.getpwnam("nobody").pw_uid, -1)
+        err = up(tmp_path, capsys)
+        assert f"{state} is owned by uid" in err and "chown" in err
+
+
+def test_settings_that_stop_the_hub_are_one_line_at_up(tmp_path, capsys):
+    err = up(tmp_path, capsys, config="c.HimaliaConfig.authenticator = 'oauth'\n"
+                                      "c.HimaliaOAuthenticator.allowed_groups = {'ml-team'}\n")
+    assert "c.HimaliaOAuthenticator.allowed_groups needs OAuthenticator's manage_groups" in err
+    err = up(tmp_path, capsys, config="c.HimaliaConfig.system_user_prefix = ''\n")
+    assert "system_user_prefix '' must be 1 to 16 characters" in err
+    err = up(tmp_path, capsys, config="c.HimaliaConfig.ssl_cert = '/etc/cert.pem'\n")
+    assert "ssl_cert and ssl_key go together" in err

@@ -8,9 +8,11 @@ from himalia.hub.config import HimaliaConfig
 from himalia.hub.hubconfig import SERVER_TOKEN_SCOPES, Runtime, build_hub_config, load_himalia_config
 
 
-def make(tmp_path, **settings):
+def make(tmp_path, as_root=False, **settings):
     cfg = HimaliaConfig(state_dir=str(tmp_path), **settings)
-    return build_hub_config(cfg, Runtime(hub_port=1111, api_port=2222, proxy_api_port=3333, admin_token="t0k"))
+    runtime = Runtime(hub_port=1111, api_port=2222, proxy_api_port=3333, admin_token="t0k",
+                      api_cookie_secret="c00k1e")
+    return build_hub_config(cfg, runtime, as_root=as_root)
 
 
 def roles(c) -> dict:
@@ -48,12 +50,17 @@ def test_services_api_admin_token_and_culler(tmp_path):
     assert "idle-culler" not in {s["name"] for s in make(tmp_path, cull_idle_timeout=0).JupyterHub.services}
 
 
-def test_postgres_url_is_shared_by_hub_and_api(tmp_path):
+def test_on_the_hubs_postgres_the_api_logs_in_as_its_own_role(tmp_path):
     url = "postgresql://postgres@127.0.0.1:5432/hub"
-    c = make(tmp_path, db_url=url)
+    cfg = HimaliaConfig(state_dir=str(tmp_path), db_url=url)
+    runtime = Runtime(hub_port=1, api_port=2, proxy_api_port=3, api_db_password="s3cret")
+    c = build_hub_config(cfg, runtime)
     assert c.JupyterHub.db_url == url
     services = {s["name"]: s for s in c.JupyterHub.services}
-    assert services["himalia"]["environment"]["HIMALIA_API_DB_URL"] == url
+    api_url = services["himalia"]["environment"]["HIMALIA_API_DB_URL"]
+    assert api_url == "postgresql://himalia_api_hub:s3cret@127.0.0.1:5432/hub"
+    # The password travels in the environment, never on a command line.
+    assert not any("s3cret" in arg for s in services.values() for arg in s.get("command", []))
 
 
 def test_kernel_token_can_reach_the_api_and_see_its_groups(tmp_path):
@@ -100,23 +107,84 @@ def test_config_file_settings_for_hub_classes_reach_the_hub(tmp_path):
 
     (tmp_path / "himalia_config.py").write_text(
         "c.HimaliaConfig.authenticator = 'oauth'\n"
+        "c.HimaliaConfig.admin_user = 'ada'\n"
         "c.HimaliaOAuthenticator.client_id = 'himalia-client'\n"
-        "c.HimaliaOAuthenticator.allowed_groups = {'ml-team'}\n"
+        "c.HimaliaOAuthenticator.allowed_users = {'ada', 'bob'}\n"
     )
     (tmp_path / "admin-token").write_text("t0k\n")
-    Runtime(hub_port=1, api_port=2, proxy_api_port=3, overrides={"port": 8123}).save(tmp_path / "runtime.json")
     (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "runtime.json").write_text((tmp_path / "runtime.json").read_text())
+    Runtime(hub_port=1, api_port=2, proxy_api_port=3, overrides={"port": 8123}).save(tmp_path / "run" / "runtime.json")
     c = Config()
     configure(c, {"HIMALIA_STATE_DIR": str(tmp_path)})
     assert c.JupyterHub.authenticator_class == "himalia.hub.auth.HimaliaOAuthenticator"
     assert c.HimaliaOAuthenticator.client_id == "himalia-client"
-    assert c.HimaliaOAuthenticator.allowed_groups == {"ml-team"}
+    assert c.HimaliaOAuthenticator.allowed_users == {"ada", "bob"}
     assert c.HimaliaOAuthenticator.default_group == "scientists"
+    assert c.Authenticator.admin_users == {"ada"}
     # OAuth mode does not let everyone in: the admin chooses who is allowed.
     assert "allow_all" not in c.Authenticator
     assert c.JupyterHub.bind_url == "http://127.0.0.1:8123"
-    assert oct((tmp_path / "runtime.json").stat().st_mode & 0o777) == "0o600"
+    assert oct((tmp_path / "run" / "runtime.json").stat().st_mode & 0o777) == "0o600"
+
+
+def test_group_based_oauth_settings_are_reported_not_passed_through():
+    from himalia.hub.hubconfig import unsupported_settings
+
+    problems = unsupported_settings(Config({"HimaliaOAuthenticator": {"allowed_groups": {"ml"}}}))
+    assert len(problems) == 1 and "manage_groups" in problems[0] and "allowed_users" in problems[0]
+    assert unsupported_settings(Config({"HimaliaOAuthenticator": {"allowed_users": {"a"}}})) == []
+
+
+def test_with_an_identity_provider_nobody_is_admin_by_default(tmp_path):
+    c = make(tmp_path, authenticator="oauth")
+    assert c.Authenticator.admin_users == set()
+    assert c.JupyterHub.load_groups["admins"] == {"users": []}
+    native = make(tmp_path)
+    assert native.Authenticator.admin_users == {"admin"}
+    assert native.JupyterHub.load_groups["admins"] == {"users": ["admin"]}
+
+
+def test_as_root_the_services_run_as_the_service_account(tmp_path):
+    services = {s["name"]: s for s in make(tmp_path, as_root=True, service_user="himalia-svc").JupyterHub.services}
+    for name in ("himalia", "idle-culler"):
+        assert services[name]["user"] == "himalia-svc"
+        assert services[name]["cwd"] == str(tmp_path / "api")
+    assert services["himalia"]["environment"]["HIMALIA_API_COOKIE_SECRET"] == "c00k1e"
+    assert "user" not in {s["name"]: s for s in make(tmp_path).JupyterHub.services}["himalia"]
+
+
+def test_runtime_json_never_holds_a_secret():
+    runtime = Runtime(hub_port=1, api_port=2, proxy_api_port=3, admin_token="a",
+                      api_cookie_secret="b", api_db_password="c")
+    assert set(runtime.public_fields()) == {"hub_port", "api_port", "proxy_api_port", "overrides"}
+
+
+def test_names_are_limited_to_what_maps_onto_one_unix_account(tmp_path):
+    import re
+
+    c = make(tmp_path)
+    pattern = re.compile(c.Authenticator.username_pattern)
+    assert pattern.match("ann-lee") and pattern.match("a" * 24)
+    for bad in ("ann.lee", "ann+lee", "a" * 25, "Ann"):
+        assert not pattern.match(bad), bad
+    assert re.compile(make(tmp_path, system_user_prefix="u-").Authenticator.username_pattern).match("a" * 30)
+
+
+def test_revoked_tokens_stop_working_on_users_servers_within_seconds(tmp_path):
+    assert "--HubOAuth.cache_max_age=10" in make(tmp_path).Spawner.args
+
+
+def test_https_public_url_and_subdomains(tmp_path):
+    c = make(tmp_path, public_url="https://hub.example.org")
+    assert c.JupyterHub.public_url == "https://hub.example.org/"
+    api = {s["name"]: s for s in c.JupyterHub.services}["himalia"]
+    assert api["environment"]["HIMALIA_PUBLIC_URL"] == "https://hub.example.org"
+    sub = make(tmp_path, subdomain_host="https://hub.example.org")
+    assert sub.JupyterHub.subdomain_host == "https://hub.example.org"
+    # With subdomains the API has its own origin, apart from every user's server.
+    assert sub.Spawner.environment["HIMALIA_API_URL"] == "https://himalia--service.hub.example.org/services/himalia/"
+    tls = make(tmp_path, ssl_cert="/c.pem", ssl_key="/k.pem")
+    assert tls.JupyterHub.bind_url == "https://127.0.0.1:8000"
 
 
 def test_docker_servers_reach_hub_and_api_through_the_host_gateway(tmp_path):

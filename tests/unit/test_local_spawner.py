@@ -10,7 +10,7 @@ import pytest
 from jupyterhub.objects import Hub
 from tornado import web
 
-from himalia.hub.spawners import GPUS, HimaliaLocalSpawner, detect_nvidia_gpus, unix_name
+from himalia.hub.spawners import GPUS, HimaliaLocalSpawner, detect_nvidia_gpus
 
 
 class FakeUser:
@@ -74,9 +74,3 @@ def test_gpu_detection_reads_the_driver(tmp_path):
     (tmp_path / "0000:02:00.0").mkdir()
     assert detect_nvidia_gpus(str(tmp_path)) == ["0", "1"]
     assert detect_nvidia_gpus(str(tmp_path / "missing")) == []
-
-
-def test_unix_names_are_escaped_and_bounded():
-    assert unix_name("jupyter-", "Alice.Smith@lab") == "jupyter-alice-smith-lab"
-    with pytest.raises(web.HTTPError, match="too long"):
-        unix_name("jupyter-", "x" * 40)

@@ -18,8 +18,8 @@ def test_wheel_holds_every_subpackage_and_the_shared_data(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     (wheel,) = tmp_path.glob("himalia-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for module in ("himalia/hub/cli.py", "himalia/hub/storage/migrations/env.py",
-                   "himalia/hub/templates/login.html", "himalia/magics/__init__.py",
+    for module in ("himalia/hub/cli/__init__.py", "himalia/hub/chp/package-lock.json",
+                   "himalia/hub/storage/migrations/env.py", "himalia/hub/templates/login.html", "himalia/magics/__init__.py",
                    "himalia/sdk/client.py", "himalia/kernels/__main__.py",
                    "himalia/extension/__init__.py"):
         assert module in names, module

@@ -7,12 +7,17 @@ Every knob is a trait with help text; the CLI maps its options onto these traits
 from __future__ import annotations
 
 import os
+import re
+import tempfile
 from pathlib import Path
 
-from traitlets import Bool, CaselessStrEnum, Dict, Int, List, Unicode, default
+from traitlets import Bool, CaselessStrEnum, Dict, Int, List, TraitError, Unicode, default, validate
 from traitlets.config import Configurable
 
 ROLES = ("admin", "scientist", "viewer")
+#: Unix account names ``useradd`` accepts, and the longest it allows.
+UNIX_NAME = re.compile(r"^[a-z_][a-z0-9_-]*$")
+MAX_UNIX_NAME = 32
 #: The hub group whose members hold each platform role.
 ROLE_GROUPS = {"admin": "admins", "scientist": "scientists", "viewer": "viewers"}
 
@@ -51,7 +56,8 @@ class HimaliaConfig(Configurable):
         help="""SQLAlchemy URL of the hub database.
 
         Empty means SQLite in the state directory. Use ``postgresql://user@host:5432/db``
-        in production.
+        in production; give the password in ``himalia_config.py``, the ``HIMALIA_DB_URL``
+        environment variable or a PostgreSQL password file, never on the command line.
         """,
     ).tag(config=True)
 
@@ -59,8 +65,12 @@ class HimaliaConfig(Configurable):
         "",
         help="""SQLAlchemy URL of the platform API database.
 
-        Empty means SQLite in the state directory, or, when ``db_url`` is a PostgreSQL URL,
-        the same server and database (the API's tables carry a ``himalia_`` prefix).
+        Empty means SQLite in ``<state-dir>/api/``, or, when ``db_url`` is a PostgreSQL URL,
+        the same server and database under a role and schema of the API's own, which
+        ``himalia up`` creates with the hub's credentials (they need CREATEROLE). A URL given
+        here must use a database role other than the hub's. Keep passwords off the command
+        line: put them in ``himalia_config.py``, the ``HIMALIA_API_DB_URL`` environment variable
+        or a PostgreSQL password file.
         """,
     ).tag(config=True)
 
@@ -91,9 +101,27 @@ class HimaliaConfig(Configurable):
         """,
     ).tag(config=True)
 
-    admin_user = Unicode("admin", help="Name of the administrator bootstrapped on first run.").tag(
-        config=True
-    )
+    admin_user = Unicode(
+        help="""Name of the administrator.
+
+        With ``authenticator = "native"`` it defaults to ``admin``, whose account is bootstrapped
+        with a one-time password on the first run. With ``"oauth"`` there is no default: the
+        identity provider decides who people are, so administrators come only from this setting
+        (or ``c.Authenticator.admin_users``).
+        """,
+    ).tag(config=True)
+
+    @default("admin_user")
+    def _default_admin_user(self):
+        return "admin" if self.authenticator == "native" else ""
+
+    bootstrap_password_lifetime = Int(
+        24 * 3600,
+        help="""Seconds the first administrator's one-time password stays valid.
+
+        After that it no longer logs in; ``himalia users invite <admin>`` sends a new link.
+        """,
+    ).tag(config=True)
 
     default_role = CaselessStrEnum(
         list(ROLES),
@@ -127,7 +155,65 @@ class HimaliaConfig(Configurable):
 
     system_user_prefix = Unicode(
         "jupyter-",
-        help="Prefix of the Unix account made for each hub user (``jupyter-alice``).",
+        help="""Prefix of the Unix account made for each hub user (``jupyter-alice``).
+
+        Lower-case letters, digits, ``_`` and ``-``, starting with a letter or ``_``, at most 16
+        characters. Hub user names are then limited to ``32 - len(prefix)`` characters
+        (24 with the default), checked when the user is created.
+        """,
+    ).tag(config=True)
+
+    @validate("system_user_prefix")
+    def _validate_prefix(self, proposal):
+        prefix = proposal["value"]
+        if not UNIX_NAME.match(prefix) or len(prefix) > 16:
+            raise TraitError(
+                f"system_user_prefix {prefix!r} must be 1 to 16 characters of a-z, 0-9, '_' or "
+                "'-', starting with a letter or '_' (e.g. 'jupyter-')"
+            )
+        return prefix
+
+    service_user = Unicode(
+        "himalia",
+        help="""Unix account the platform's own services (the platform API, the idle culler) run
+        as when ``himalia up`` runs as root; created as a system account on first start.
+
+        The hub itself needs root to start servers as other accounts; its services do not.
+        """,
+    ).tag(config=True)
+
+    @validate("service_user")
+    def _validate_service_user(self, proposal):
+        name = proposal["value"]
+        if not UNIX_NAME.match(name) or len(name) > MAX_UNIX_NAME:
+            raise TraitError(f"service_user {name!r} is not a valid Unix account name")
+        return name
+
+    public_url = Unicode(
+        "",
+        help="""The URL people use to reach the hub, when it differs from ``http://ip:port``:
+        for example ``https://hub.example.org`` behind a TLS-terminating load balancer.
+
+        An ``https`` URL makes every cookie of the hub and the platform API ``Secure``.
+        """,
+    ).tag(config=True)
+
+    ssl_cert = Unicode(
+        "", help="TLS certificate file for the proxy; with ``ssl_key`` the hub is served over HTTPS."
+    ).tag(config=True)
+
+    ssl_key = Unicode("", help="TLS private key file for the proxy (see ``ssl_cert``).").tag(config=True)
+
+    subdomain_host = Unicode(
+        "",
+        help="""Serve each user's server, and each service, on its own subdomain of this URL
+        (JupyterHub's ``subdomain_host``), e.g. ``https://hub.example.org``.
+
+        Recommended in production: on one origin every user's server and the platform API
+        share the browser's same-origin trust, so a page served from one user's server runs
+        with the same origin as everyone else's. Needs wildcard DNS (and a wildcard
+        certificate) for ``*.hub.example.org``.
+        """,
     ).tag(config=True)
 
     cull_idle_timeout = Int(
@@ -145,30 +231,63 @@ class HimaliaConfig(Configurable):
         return Path(self.state_dir).resolve()
 
     def resolved_db_url(self) -> str:
-        return self.db_url or f"sqlite:///{self.state_path / 'jupyterhub.sqlite'}"
+        return self.db_url or f"sqlite:///{StatePaths(self.state_path).hub_db}"
 
-    def resolved_api_db_url(self) -> str:
+    def resolved_api_db_url(self, api_password: str = "") -> str:
+        """The API database's URL; on the hub's PostgreSQL, as the API's own role.
+
+        ``api_password`` is that role's password (``StatePaths.api_db_password``).
+        """
         if self.api_db_url:
             return self.api_db_url
         if self.db_url.startswith("postgresql"):
-            return self.db_url
-        return f"sqlite:///{self.state_path / 'himalia.sqlite'}"
+            from .storage.roles import api_role_url
 
-    def public_url(self) -> str:
-        return f"http://{self.ip}:{self.port}"
+            return api_role_url(self.db_url, api_password)
+        return f"sqlite:///{self.state_path / 'api' / 'himalia.sqlite'}"
+
+    def bind_url(self) -> str:
+        """The proxy's own address."""
+        scheme = "https" if self.ssl_cert else "http"
+        return f"{scheme}://{self.ip}:{self.port}"
+
+    def resolved_public_url(self) -> str:
+        """How people reach the hub: ``public_url``, else the proxy's own address."""
+        return self.public_url.rstrip("/") if self.public_url else self.bind_url()
 
     def local_url(self) -> str:
         """The public URL as this machine reaches it (loopback when listening on all addresses)."""
         host = "127.0.0.1" if self.ip in ("0.0.0.0", "") else self.ip
-        return f"http://{host}:{self.port}"
+        scheme = "https" if self.ssl_cert else "http"
+        return f"{scheme}://{host}:{self.port}"
 
 
-def write_private(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` readable by the owner only (tokens, passwords, database URLs)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(path, 0o600)
+def write_private(path: str | os.PathLike, text: str, owner: tuple[int, int] | None = None) -> None:
+    """Write ``text`` readable by the owner only (tokens, passwords, database URLs).
+
+    The file is replaced atomically (temporary file, fsync, rename): a reader, or a crash,
+    sees the old content or the new, never an empty or half-written file. ``owner`` is a
+    ``(uid, gid)`` to give the file to before it appears.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+            os.fchmod(f.fileno(), 0o600)
+            if owner is not None:
+                os.fchown(f.fileno(), *owner)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 class StatePaths:
@@ -220,3 +339,27 @@ class StatePaths:
     @property
     def users(self) -> Path:
         return self.root / "users"
+
+    @property
+    def hub_db(self) -> Path:
+        """The hub's SQLite database (when it is not on PostgreSQL)."""
+        return self.root / "jupyterhub.sqlite"
+
+    @property
+    def accounts(self) -> Path:
+        """The Unix accounts himalia created (name, uid, owner), kept by the hub."""
+        return self.root / "accounts.json"
+
+    @property
+    def api(self) -> Path:
+        """The platform API's own folder (its SQLite database), owned by ``service_user``."""
+        return self.root / "api"
+
+    @property
+    def api_cookie_secret(self) -> Path:
+        return self.root / "api-cookie-secret"
+
+    @property
+    def api_db_password(self) -> Path:
+        """Password of the API's own PostgreSQL role, when himalia created that role."""
+        return self.root / "api-db-password"

@@ -11,11 +11,14 @@ import os
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from urllib.parse import urlparse
 
+from jupyterhub.utils import subdomain_hook_idna
 from traitlets.config import Config, PyFileConfigLoader
 
 from ._version import __version__
 from .config import ROLE_GROUPS, HimaliaConfig, StatePaths, write_private
+from .unixusers import username_pattern
 
 API_SERVICE = "himalia"
 ADMIN_SERVICE = "himalia-admin"
@@ -43,6 +46,11 @@ SCIENTIST_SCOPES = [
 VIEWER_SCOPES = list(BASE_SCOPES)
 #: Scopes of $JUPYTERHUB_API_TOKEN in a user's server and kernels (intersected with the user's).
 SERVER_TOKEN_SCOPES = ["users:activity!user", *BASE_SCOPES]
+#: Seconds a user's server trusts the hub's answer about a token: a revoked token stops
+#: working there this soon (JupyterHub's default is 300).
+SERVER_TOKEN_CACHE_SECONDS = 10
+#: OAuthenticator settings that need ``manage_groups``, which conflicts with himalia's role groups.
+GROUP_SETTINGS = ("allowed_groups", "admin_groups", "auth_state_groups_key", "manage_groups")
 
 
 def write_private_json(path: Path, data: dict) -> None:
@@ -60,20 +68,32 @@ class Runtime:
     admin_token: str = ""
     #: HimaliaConfig values given on the command line, which the hub process must see too.
     overrides: dict = field(default_factory=dict)
+    #: Secrets read from their own files by the hub process; never in ``runtime.json``.
+    api_cookie_secret: str = ""
+    api_db_password: str = ""
+
+    SECRETS = ("admin_token", "api_cookie_secret", "api_db_password")
 
     def public_fields(self) -> dict:
-        """What the hub process reads back from ``runtime.json`` (never the admin token)."""
-        return {k: v for k, v in asdict(self).items() if k != "admin_token"}
+        """What the hub process reads back from ``runtime.json`` (never a secret)."""
+        return {k: v for k, v in asdict(self).items() if k not in self.SECRETS}
 
     def save(self, path: Path) -> None:
         write_private_json(path, self.public_fields())
 
     @classmethod
-    def load(cls, path: Path, admin_token: str = "") -> "Runtime":
-        data = json.loads(path.read_text())
+    def load(cls, paths: StatePaths) -> "Runtime":
+        """The facts ``himalia up`` recorded, with the secrets read from their private files."""
+        data = json.loads(paths.runtime.read_text())
+
+        def secret(path: Path) -> str:
+            return path.read_text().strip() if path.exists() else ""
+
         return cls(hub_port=data["hub_port"], api_port=data["api_port"],
-                   proxy_api_port=data["proxy_api_port"], admin_token=admin_token,
-                   overrides=data.get("overrides") or {})
+                   proxy_api_port=data["proxy_api_port"], admin_token=secret(paths.admin_token),
+                   overrides=data.get("overrides") or {},
+                   api_cookie_secret=secret(paths.api_cookie_secret),
+                   api_db_password=secret(paths.api_db_password))
 
 
 def load_config_file(state_dir: str | os.PathLike) -> Config:
@@ -95,24 +115,42 @@ def load_himalia_config(state_dir: str | os.PathLike, overrides: Config | None =
     return cfg
 
 
+def unsupported_settings(file_config: Config) -> list[str]:
+    """Settings in ``himalia_config.py`` that would stop the hub from starting, as messages."""
+    problems = []
+    for section in ("HimaliaOAuthenticator", "GenericOAuthenticator", "OAuthenticator"):
+        for key in GROUP_SETTINGS:
+            if key in file_config.get(section, {}):
+                problems.append(
+                    f"c.{section}.{key} needs OAuthenticator's manage_groups, which conflicts with "
+                    "himalia's role groups: choose who may log in with allowed_users (or "
+                    "allow_all) and give roles through the admins/scientists/viewers groups"
+                )
+    return problems
+
+
 def _authenticator(c: Config, cfg: HimaliaConfig, paths: StatePaths) -> None:
-    c.Authenticator.admin_users = {cfg.admin_user}
+    # Administrators only by explicit configuration (admin_user defaults to "admin" for the
+    # built-in accounts, and to nobody with an identity provider).
+    c.Authenticator.admin_users = {cfg.admin_user} if cfg.admin_user else set()
+    # One name, one Unix account: names the account scheme cannot map one-to-one are refused
+    # when the user is created, signs up or logs in.
+    c.Authenticator.username_pattern = username_pattern(cfg.system_user_prefix)
     if cfg.authenticator == "oauth":
-        # Who may log in is the admin's choice: allowed_users, allowed_groups or allow_all.
+        # Who may log in is the admin's choice: allowed_users or allow_all.
         c.JupyterHub.authenticator_class = "himalia.hub.auth.HimaliaOAuthenticator"
         c.HimaliaOAuthenticator.default_group = ROLE_GROUPS[cfg.default_role]
         return
-    # Admin approval decides who gets in.
+    # Admin approval (or an invitation) decides who gets in.
     c.Authenticator.allow_all = True
     c.JupyterHub.authenticator_class = "himalia.hub.auth.HimaliaAuthenticator"
     c.HimaliaAuthenticator.bootstrap_password_file = str(paths.bootstrap_password)
+    c.HimaliaAuthenticator.bootstrap_password_lifetime = cfg.bootstrap_password_lifetime
     c.HimaliaAuthenticator.default_group = ROLE_GROUPS[cfg.default_role]
     c.HimaliaAuthenticator.enable_signup = True
     c.HimaliaAuthenticator.open_signup = False
     c.HimaliaAuthenticator.minimum_password_length = 8
     c.HimaliaAuthenticator.check_common_password = True
-    c.HimaliaAuthenticator.allowed_failed_logins = 5
-    c.HimaliaAuthenticator.seconds_before_next_try = 300
 
 
 def _spawner(c: Config, cfg: HimaliaConfig, paths: StatePaths, api_url: str) -> None:
@@ -123,6 +161,7 @@ def _spawner(c: Config, cfg: HimaliaConfig, paths: StatePaths, api_url: str) -> 
         c.HimaliaLocalSpawner.system_users = cfg.system_users
         c.HimaliaLocalSpawner.system_user_prefix = cfg.system_user_prefix
         c.HimaliaLocalSpawner.shared_home_root = str(paths.users)
+        c.HimaliaLocalSpawner.account_registry = str(paths.accounts)
         c.Spawner.cmd = [str(bindir / "jupyterhub-singleuser")]
     elif cfg.backend == "docker":
         c.JupyterHub.spawner_class = "himalia.hub.backends.HimaliaDockerSpawner"
@@ -138,6 +177,7 @@ def _spawner(c: Config, cfg: HimaliaConfig, paths: StatePaths, api_url: str) -> 
         "--LabApp.news_url=None",
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
         "--LabApp.extension_manager=readonly",
+        f"--HubOAuth.cache_max_age={SERVER_TOKEN_CACHE_SECONDS}",
     ]
     c.Spawner.environment = env
     c.Spawner.server_token_scopes = SERVER_TOKEN_SCOPES
@@ -145,13 +185,33 @@ def _spawner(c: Config, cfg: HimaliaConfig, paths: StatePaths, api_url: str) -> 
     c.Spawner.http_timeout = 60
 
 
-def build_hub_config(cfg: HimaliaConfig, runtime: Runtime) -> Config:
-    """The complete JupyterHub configuration of one installation."""
+def _api_url_for_servers(cfg: HimaliaConfig, servers_reach: str) -> str:
+    """Where kernels and servers reach the platform API (its own subdomain with subdomain_host)."""
+    if cfg.subdomain_host:
+        parsed = urlparse(cfg.subdomain_host)
+        host = subdomain_hook_idna(API_SERVICE, parsed.hostname, "service")
+        port = f":{parsed.port}" if parsed.port else ""
+        return f"{parsed.scheme}://{host}{port}/services/{API_SERVICE}/"
+    return f"{servers_reach}/services/{API_SERVICE}/"
+
+
+def build_hub_config(cfg: HimaliaConfig, runtime: Runtime, as_root: bool | None = None) -> Config:
+    """The complete JupyterHub configuration of one installation.
+
+    ``as_root`` (default: whether this process is root) runs the platform's services as
+    ``cfg.service_user`` instead of the hub's own account.
+    """
     paths = StatePaths(cfg.state_dir)
+    as_root = os.geteuid() == 0 if as_root is None else as_root
     c = Config()
     local_public = cfg.local_url()
 
-    c.JupyterHub.bind_url = cfg.public_url()
+    c.JupyterHub.bind_url = cfg.bind_url()
+    if cfg.public_url:
+        # An https public URL makes the hub's cookies Secure.
+        c.JupyterHub.public_url = cfg.resolved_public_url() + "/"
+    if cfg.subdomain_host:
+        c.JupyterHub.subdomain_host = cfg.subdomain_host
     if cfg.backend == "local":
         c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{runtime.hub_port}"
         servers_reach = local_public
@@ -174,10 +234,11 @@ def build_hub_config(cfg: HimaliaConfig, runtime: Runtime) -> Config:
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{runtime.proxy_api_port}"
 
     _authenticator(c, cfg, paths)
-    _spawner(c, cfg, paths, api_url=f"{servers_reach}/services/{API_SERVICE}/")
+    _spawner(c, cfg, paths, api_url=_api_url_for_servers(cfg, servers_reach))
 
-    api_db = cfg.resolved_api_db_url()
     python = sys.executable
+    # The hub needs root to start servers as their users; its services do not.
+    service_account = {"user": cfg.service_user, "cwd": str(paths.api)} if as_root else {}
     services = [
         {
             "name": API_SERVICE,
@@ -186,11 +247,14 @@ def build_hub_config(cfg: HimaliaConfig, runtime: Runtime) -> Config:
             "url": f"http://127.0.0.1:{runtime.api_port}",
             "command": [python, "-m", TIED, "himalia.hub.services.api"],
             "environment": {
-                "HIMALIA_API_DB_URL": api_db,
+                "HIMALIA_API_DB_URL": cfg.resolved_api_db_url(runtime.api_db_password),
                 "HIMALIA_PROXY_URL": local_public,
+                "HIMALIA_PUBLIC_URL": cfg.resolved_public_url(),
+                "HIMALIA_API_COOKIE_SECRET": runtime.api_cookie_secret,
             },
             "oauth_no_confirm": True,
             "oauth_client_allowed_scopes": BASE_SCOPES,
+            **service_account,
         },
         {"name": ADMIN_SERVICE, "api_token": runtime.admin_token},
     ]
@@ -200,12 +264,13 @@ def build_hub_config(cfg: HimaliaConfig, runtime: Runtime) -> Config:
                 "name": CULLER_SERVICE,
                 "command": [python, "-m", TIED, "jupyterhub_idle_culler",
                             f"--timeout={cfg.cull_idle_timeout}"],
+                **service_account,
             }
         )
     c.JupyterHub.services = services
 
     c.JupyterHub.load_groups = {
-        ROLE_GROUPS["admin"]: {"users": [cfg.admin_user]},
+        ROLE_GROUPS["admin"]: {"users": [cfg.admin_user] if cfg.admin_user else []},
         ROLE_GROUPS["scientist"]: {},
         ROLE_GROUPS["viewer"]: {},
     }
@@ -239,7 +304,7 @@ def configure(c: Config, env: dict | None = None) -> None:
     env = os.environ if env is None else env
     state_dir = env["HIMALIA_STATE_DIR"]
     paths = StatePaths(state_dir)
-    runtime = Runtime.load(paths.runtime, admin_token=paths.admin_token.read_text().strip())
+    runtime = Runtime.load(paths)
     cfg = load_himalia_config(state_dir, Config({"HimaliaConfig": runtime.overrides}))
     c.merge(build_hub_config(cfg, runtime))
     # The admin's own settings for JupyterHub classes (authenticators, spawners) win.

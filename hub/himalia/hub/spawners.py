@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import subprocess
 from pathlib import Path
 
 from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
@@ -13,12 +12,7 @@ from tornado import web
 from traitlets import Bool, List, Unicode, default
 
 from .profiles import Profile, ProfileSpawnerMixin, local_overrides
-
-
-
-# Unix account names: lower case, start with a letter, at most 32 characters.
-MAX_UNIX_NAME = 32
-
+from .unixusers import AccountError, AccountRegistry, hub_user_owner, unix_name
 
 class SpawnError(web.HTTPError):
     """A spawn failure the user can act on (shown on the spawn page and in the REST reply)."""
@@ -26,34 +20,6 @@ class SpawnError(web.HTTPError):
     def __init__(self, message: str, status: int = 500):
         super().__init__(status, log_message=message)
         self.jupyterhub_message = message
-
-
-def unix_name(prefix: str, hub_name: str) -> str:
-    """The Unix account of a hub user: prefix + name, escaped to what ``useradd`` accepts."""
-    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in hub_name.lower())
-    name = prefix + safe
-    if len(name) > MAX_UNIX_NAME:
-        raise SpawnError(
-            f"The user name {hub_name!r} is too long for a Unix account "
-            f"(at most {MAX_UNIX_NAME - len(prefix)} characters)."
-        )
-    return name
-
-
-def ensure_unix_user(name: str, home_root: str = "/home") -> pwd.struct_passwd:
-    """Create the account (home 0700, no password login) unless it exists; return it."""
-    try:
-        return pwd.getpwnam(name)
-    except KeyError:
-        pass
-    home = os.path.join(home_root, name)
-    subprocess.run(
-        ["useradd", "--create-home", "--home-dir", home, "--shell", "/bin/bash",
-         "--user-group", name],
-        check=True, capture_output=True, text=True,
-    )
-    os.chmod(home, 0o700)
-    return pwd.getpwnam(name)
 
 
 def detect_nvidia_gpus(root: str = "/proc/driver/nvidia/gpus") -> list[str]:
@@ -120,6 +86,14 @@ class HimaliaLocalSpawner(ProfileSpawnerMixin, LocalProcessSpawner):
         "", help="Directory of per-user folders when ``system_users`` is off."
     ).tag(config=True)
 
+    account_registry = Unicode(
+        "",
+        help="""File recording the Unix accounts himalia created (``<state-dir>/accounts.json``).
+
+        An existing account not recorded there for this very hub user is never used.
+        """,
+    ).tag(config=True)
+
     local_gpu_ids = List(
         Unicode(),
         help="""CUDA device ids handed out to servers with GPU profiles, one server per device.
@@ -165,7 +139,10 @@ class HimaliaLocalSpawner(ProfileSpawnerMixin, LocalProcessSpawner):
 
     @property
     def system_user(self) -> str:
-        return unix_name(self.system_user_prefix, self.user.name)
+        try:
+            return unix_name(self.system_user_prefix, self.user.name)
+        except AccountError as e:
+            raise SpawnError(str(e), status=400) from e
 
     @property
     def home(self) -> str:
@@ -174,25 +151,23 @@ class HimaliaLocalSpawner(ProfileSpawnerMixin, LocalProcessSpawner):
         return str(Path(self.shared_home_root) / self.user.name)
 
     async def start(self):
+        if os.geteuid() == 0 and not self.system_users:
+            # Never run anyone's code as root: as root, every server has its own account.
+            raise SpawnError("This hub runs as root without per-user accounts; an admin must "
+                             "turn c.HimaliaConfig.system_users back on.")
         if self.system_users:
             if os.geteuid() != 0:
                 raise SpawnError("system_users needs the hub to run as root.")
+            registry = AccountRegistry(self.account_registry, self.system_home_root)
             try:
-                ensure_unix_user(self.system_user, self.system_home_root)
-            except subprocess.CalledProcessError as e:
-                self.log.error("useradd %s failed: %s", self.system_user, e.stderr.strip())
-                raise SpawnError(f"Could not create the Unix account for {self.user.name}.") from e
+                registry.ensure(self.system_user, hub_user_owner(self.user))
+            except AccountError as e:
+                self.log.error("Unix account for %s: %s", self.user.name, e)
+                raise SpawnError(str(e)) from e
         else:
             os.makedirs(self.home, mode=0o700, exist_ok=True)
         self.notebook_dir = self.notebook_dir or self.home
         return await maybe_future(super().start())
-
-    def get_args(self):
-        args = super().get_args()
-        if not self.system_users and os.geteuid() == 0:
-            # Single-account mode started by root: the server runs as root, knowingly.
-            args.append("--ServerApp.allow_root=True")
-        return args
 
     def make_preexec_fn(self, name):
         if self.system_users:

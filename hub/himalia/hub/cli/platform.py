@@ -1,4 +1,4 @@
-"""The ``himalia`` command: ``up`` runs the platform, ``status`` reports on it."""
+"""``himalia up`` runs the platform, ``himalia status`` reports on it."""
 
 from __future__ import annotations
 
@@ -6,49 +6,39 @@ import argparse
 import json
 import logging
 import os
+import pwd
 import secrets
 import signal
-import socket
+import stat
 import sys
 import threading
 import time
 from pathlib import Path
 
 import httpx
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from traitlets import TraitError
 from traitlets.config import Config
 
-from . import hubconfig
-from ._version import __version__
-from .config import StatePaths, write_private
-from .hubconfig import Runtime, load_himalia_config, write_private_json
-from .proxy import ProxyInstallError, ensure_proxy, proxy_command
-from .storage import upgrade as upgrade_api_db
-from .supervisor import ManagedProcess, pid_alive
+from .. import hubconfig
+from .._version import __version__
+from ..config import StatePaths, write_private
+from ..hubconfig import (Runtime, load_config_file, load_himalia_config, unsupported_settings,
+                         write_private_json)
+from ..proxy import ProxyInstallError, ensure_proxy, proxy_command
+from ..storage import upgrade as upgrade_api_db
+from ..storage.roles import provision_api_role, same_role
+from ..supervisor import ManagedProcess, pid_alive
+from ..trust import UntrustedPath, check_trusted, check_tree_trusted
+from ..unixusers import AccountError, AccountRegistry
+from .common import CLIError, Running, free_port, port_free
 
 log = logging.getLogger("himalia")
 
 READY_TIMEOUT = 180.0
 #: A hub that dies this soon after starting, this many times in a row, is not restarted again.
 CRASH_WINDOW, CRASH_LIMIT = 20.0, 3
-
-
-class CLIError(Exception):
-    """A problem the person running the command can fix; printed as one line."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _choose_ports(cfg, paths: StatePaths) -> Runtime:
@@ -78,6 +68,25 @@ def _check_db_url(url: str, option: str) -> None:
         raise CLIError(f"{option} must be an SQLAlchemy URL such as postgresql://user@host/db, not {url!r}")
 
 
+def _database_option(args: argparse.Namespace, option: str, env_key: str) -> str | None:
+    """A database URL from the command line (never with a password) or the environment."""
+    flag = "--" + option.replace("_", "-")
+    value = getattr(args, option)
+    if value:
+        _check_db_url(value, flag)
+        try:
+            has_password = make_url(value).password is not None
+        except ArgumentError as e:
+            raise CLIError(f"{flag} is not a database URL: {e}") from e
+        if has_password:
+            # Every account on the machine can read a command line (ps).
+            raise CLIError(f"{flag} contains a password, which ps shows to every account: put the "
+                           f"URL in the {env_key} environment variable or himalia_config.py, or "
+                           "the password in a PostgreSQL password file (PGPASSFILE)")
+        return value
+    return args.env.get(env_key) or None
+
+
 class Platform:
     """The processes of one ``himalia up``: proxy and hub (which runs the managed services)."""
 
@@ -89,7 +98,7 @@ class Platform:
         self.proxy = ManagedProcess(
             "proxy",
             proxy_command(proxy_exe, ip=cfg.ip, port=cfg.port, api_port=runtime.proxy_api_port,
-                          hub_port=runtime.hub_port),
+                          hub_port=runtime.hub_port, ssl_cert=cfg.ssl_cert, ssl_key=cfg.ssl_key),
             paths.logs / "proxy.log",
             env={"CONFIGPROXY_AUTH_TOKEN": proxy_token},
         )
@@ -118,7 +127,7 @@ class Platform:
         data.update(
             self.runtime.public_fields(),
             pids={"himalia": os.getpid(), "proxy": self.proxy.pid, "hub": self.hub.pid},
-            url=self.cfg.public_url(), local_url=self.local_url, version=__version__,
+            url=self.cfg.resolved_public_url(), local_url=self.local_url, version=__version__,
         )
         write_private_json(self.paths.runtime, data)
 
@@ -197,11 +206,21 @@ class Platform:
 
 
 def _prepare_state(paths: StatePaths, bootstrap_password: bool = True) -> bool:
-    """Create the state directory; return True on first run (and write the bootstrap secrets)."""
+    """Create the state directory; return True on first run (and write the bootstrap secrets).
+
+    Everything in it is private to this account (the API's folder becomes the service
+    account's): the hub's database, logs and secrets included.
+    """
     paths.root.mkdir(parents=True, exist_ok=True)
     os.chmod(paths.root, 0o700)
-    for sub in (paths.logs, paths.run, paths.users, paths.jupyter_data):
+    for sub in (paths.logs, paths.run, paths.users, paths.jupyter_data, paths.api):
         sub.mkdir(parents=True, exist_ok=True)
+    for entry in paths.root.iterdir():
+        mode = entry.lstat().st_mode
+        if not stat.S_ISLNK(mode) and mode & 0o077:
+            os.chmod(entry, stat.S_IMODE(mode) & 0o700)
+    if not paths.api_cookie_secret.exists():
+        write_private(paths.api_cookie_secret, secrets.token_hex(32) + "\n")
     first_run = not paths.admin_token.exists()
     if first_run:
         write_private(paths.admin_token, secrets.token_hex(32) + "\n")
@@ -210,16 +229,84 @@ def _prepare_state(paths: StatePaths, bootstrap_password: bool = True) -> bool:
     return first_run
 
 
-def _migrate(cfg, paths: StatePaths) -> None:
+def _check_trusted_state(paths: StatePaths) -> None:
+    """Refuse a state directory, or a config file in it, that another account can change."""
+    try:
+        check_trusted(paths.root, "The state directory")
+        if paths.user_config.exists():
+            check_trusted(paths.user_config, "The configuration file")
+    except UntrustedPath as e:
+        raise CLIError(str(e)) from e
+
+
+def _check_trusted_proxy(paths: StatePaths, executable: str) -> None:
+    try:
+        if Path(executable).is_relative_to(paths.proxy_prefix):
+            check_tree_trusted(paths.proxy_prefix, "The proxy installed in")
+        else:
+            check_trusted(Path(executable).resolve(), "The proxy")
+    except UntrustedPath as e:
+        raise CLIError(str(e)) from e
+
+
+def _ensure_service_account(cfg, paths: StatePaths) -> pwd.struct_passwd:
+    """The unprivileged account of the platform's services; it may enter the state directory."""
+    try:
+        account = AccountRegistry(paths.accounts).ensure(cfg.service_user, "service", system=True)
+    except AccountError as e:
+        raise CLIError(f"{e} (it is c.HimaliaConfig.service_user)") from e
+    blocked = unreadable_by_others(paths.root.parent)
+    if blocked is not None:
+        raise CLIError(f"the platform's services run as the account {cfg.service_user}, which cannot "
+                       f"reach the state directory {paths.root} ({blocked} is private): use a "
+                       "--state-dir outside private folders, e.g. /var/lib/himalia")
+    os.chown(paths.root, 0, account.pw_gid)
+    os.chmod(paths.root, 0o710)
+    return account
+
+
+def _api_database_url(cfg, paths: StatePaths) -> str:
+    """The API database's URL; on the hub's PostgreSQL, the API's own role is made first."""
+    legacy = paths.root / "himalia.sqlite"
+    current = paths.api / "himalia.sqlite"
+    if legacy.exists() and not current.exists() and not cfg.api_db_url and not cfg.db_url:
+        legacy.rename(current)
+    if cfg.api_db_url:
+        if cfg.db_url.startswith("postgresql") and cfg.api_db_url.startswith("postgresql") \
+                and same_role(cfg.db_url, cfg.api_db_url):
+            raise CLIError("the API database URL uses the hub's database role: give the platform "
+                           "API a role of its own (or leave --api-db-url out and himalia creates one)")
+        return cfg.api_db_url
+    if not cfg.db_url.startswith("postgresql"):
+        return cfg.resolved_api_db_url()
+    if not paths.api_db_password.exists():
+        write_private(paths.api_db_password, secrets.token_urlsafe(24) + "\n")
+    password = paths.api_db_password.read_text().strip()
+    try:
+        return provision_api_role(cfg.db_url, password)
+    except SQLAlchemyError as e:
+        first = str(e.orig if getattr(e, "orig", None) else e).strip().splitlines()[0]
+        raise CLIError(f"Cannot create the platform API's own database role with the hub's "
+                       f"credentials ({first}): create one and give its URL in HIMALIA_API_DB_URL") from e
+
+
+def _migrate(cfg, paths: StatePaths, url: str | None = None) -> None:
     """Bring the API database to the current schema; the hub upgrades its own (upgrade_db)."""
     previous = paths.version.read_text().strip() if paths.version.exists() else None
     try:
-        upgrade_api_db(cfg.resolved_api_db_url())
+        upgrade_api_db(url or cfg.resolved_api_db_url())
     except Exception as e:  # the driver's error says what is wrong with the URL or server
         raise CLIError(f"Cannot migrate the API database: {str(e).splitlines()[0]}") from e
     if previous and previous != __version__:
         log.info("Upgraded from himalia %s to %s", previous, __version__)
-    paths.version.write_text(__version__ + "\n")
+    write_private(paths.version, __version__ + "\n")
+
+
+def _give_api_folder(paths: StatePaths, account: pwd.struct_passwd) -> None:
+    """The API (running as the service account) owns its folder and its SQLite files."""
+    for folder, dirs, files in os.walk(paths.api):
+        for name in [folder, *(os.path.join(folder, n) for n in dirs + files)]:
+            os.chown(name, account.pw_uid, account.pw_gid)
 
 
 def unreadable_by_others(path: Path) -> Path | None:
@@ -232,8 +319,8 @@ def unreadable_by_others(path: Path) -> Path | None:
     return None
 
 
-def _check_system_users() -> None:
-    """Servers run as other accounts: they must be able to run this Python and import himalia."""
+def _check_other_accounts_can_run_himalia() -> None:
+    """Servers and services run as other accounts: they must run this Python and import himalia."""
     import jupyterhub
 
     import himalia.hub
@@ -243,10 +330,10 @@ def _check_system_users() -> None:
         blocked = unreadable_by_others(target)
         if blocked is not None:
             raise CLIError(
-                f"users' servers run as their own Unix accounts, which cannot use {target} "
-                f"({blocked} is private): create the virtual environment from a Python outside "
-                f"private folders (e.g. /usr/bin/python3 -m venv, in a clone outside /root) or set "
-                f"c.HimaliaConfig.system_users = False"
+                f"users' servers and himalia's services run as their own Unix accounts, which "
+                f"cannot use {target} ({blocked} is private): create the virtual environment "
+                f"from a Python outside private folders (e.g. /usr/bin/python3 -m venv), in a "
+                f"clone outside home folders such as /root (e.g. under /srv or /opt)"
             )
 
 
@@ -259,35 +346,69 @@ def _lock(paths: StatePaths) -> None:
             other = 0
         if other != os.getpid() and pid_alive(other):
             raise CLIError(f"himalia is already running on {paths.root} (pid {other}).")
-    pidfile.write_text(str(os.getpid()))
+    write_private(pidfile, str(os.getpid()))
 
 
-def cmd_up(args: argparse.Namespace) -> int:
+def _load_config(args: argparse.Namespace, paths: StatePaths):
     overrides = Config()
-    for option in ("ip", "port", "db_url", "api_db_url", "backend"):
+    for option in ("ip", "port", "backend"):
         value = getattr(args, option)
         if value is not None:
             overrides.HimaliaConfig[option] = value
-    _check_db_url(args.db_url or "", "--db-url")
-    _check_db_url(args.api_db_url or "", "--api-db-url")
-    cfg = load_himalia_config(args.state_dir, overrides)
+    for option, env_key in (("db_url", "HIMALIA_DB_URL"), ("api_db_url", "HIMALIA_API_DB_URL")):
+        value = _database_option(args, option, env_key)
+        if value:
+            overrides.HimaliaConfig[option] = value
+    # himalia_config.py is Python that runs here, possibly as root: check who can change it first.
+    _check_trusted_state(paths)
+    try:
+        cfg = load_himalia_config(paths.root, overrides)
+        # Validate every setting now, so a bad one is one line here, not a hub that will not start.
+        for name in cfg.traits(config=True):
+            getattr(cfg, name)
+    except TraitError as e:
+        raise CLIError(str(e).splitlines()[0]) from e
+    _check_db_url(cfg.db_url, "c.HimaliaConfig.db_url")
+    _check_db_url(cfg.api_db_url, "c.HimaliaConfig.api_db_url")
+    if bool(cfg.ssl_cert) != bool(cfg.ssl_key):
+        raise CLIError("c.HimaliaConfig.ssl_cert and ssl_key go together: set both or neither")
+    problems = unsupported_settings(load_config_file(paths.root))
+    if problems:
+        raise CLIError(problems[0])
+    return cfg, overrides
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    # Files of the platform (and of the hub and services it starts) are private by default.
+    os.umask(0o077)
+    paths = StatePaths(args.state_dir)
+    cfg, overrides = _load_config(args, paths)
+    as_root = os.geteuid() == 0
+    if as_root and not cfg.system_users:
+        raise CLIError("as root, every user's server runs as the user's own Unix account: remove "
+                       "c.HimaliaConfig.system_users = False, or run himalia up as an unprivileged "
+                       "account (then all servers share that account)")
     if cfg.backend == "docker" and cfg.ip.startswith("127."):
         raise CLIError("--backend docker needs the proxy on an address containers can reach: "
                        "add --ip 0.0.0.0 (or the Docker bridge address)")
-    paths = StatePaths(cfg.state_dir)
     _prepare_state(paths, bootstrap_password=cfg.authenticator == "native")
     _lock(paths)
-    if cfg.system_users:
-        _check_system_users()
+    service_account = None
+    if as_root:
+        _check_other_accounts_can_run_himalia()
+        service_account = _ensure_service_account(cfg, paths)
     else:
-        print("WARNING: one Unix account for everyone (system_users is off, the default when not "
-              "root): every server runs as this user and users can read each other's files.",
+        print("WARNING: one Unix account for everyone (himalia up is not running as root): every "
+              "server runs as this user and users can read each other's files.",
               file=sys.stderr)
     try:
         proxy_exe = ensure_proxy(paths.proxy_prefix)
     except ProxyInstallError as e:
         raise CLIError(str(e)) from e
-    _migrate(cfg, paths)
+    _check_trusted_proxy(paths, proxy_exe)
+    _migrate(cfg, paths, _api_database_url(cfg, paths))
+    if service_account is not None:
+        _give_api_folder(paths, service_account)
     # Read before the hub consumes it, so a failed first start still shows it next time.
     bootstrap = paths.bootstrap_password.read_text().strip() if paths.bootstrap_password.exists() else ""
     runtime = _choose_ports(cfg, paths)
@@ -303,10 +424,13 @@ def cmd_up(args: argparse.Namespace) -> int:
     platform.start()
     try:
         platform.wait_ready()
-        print(f"himalia {__version__} is running at {cfg.public_url()}/", flush=True)
+        print(f"himalia {__version__} is running at {cfg.resolved_public_url()}/", flush=True)
         if bootstrap:
-            print(f"Log in as '{cfg.admin_user}' with the one-time password: {bootstrap}", flush=True)
-            print("Change it at /hub/change-password after logging in.", flush=True)
+            hours = cfg.bootstrap_password_lifetime / 3600
+            print(f"Log in as '{cfg.admin_user}' within {hours:g} hours with the one-time "
+                  f"password: {bootstrap}", flush=True)
+            print("Then set your own at /hub/change-password; the one-time password expires.",
+                  flush=True)
         print(f"Admin API token: {paths.admin_token} · logs: {paths.logs}", flush=True)
         platform.supervise()
     finally:
@@ -325,21 +449,18 @@ def _probe(url: str, headers: dict | None = None) -> tuple[bool, str]:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    paths = StatePaths(args.state_dir)
-    if not paths.runtime.exists():
-        raise CLIError(f"No himalia state in {paths.root}: run 'himalia up --state-dir {args.state_dir}' first.")
-    runtime = json.loads(paths.runtime.read_text())
+    running = Running.load(args.state_dir)
+    runtime = running.runtime
     pids = runtime.get("pids") or {}
     local = runtime.get("local_url", "")
     rows = [("himalia", pid_alive(pids.get("himalia")), f"pid {pids.get('himalia', '-')}")]
     rows.append(("proxy", *_probe(f"{local}/hub/health")))
-    rows.append(("hub", *_probe(f"http://127.0.0.1:{runtime['hub_port']}/hub/api/")))
-    token = paths.admin_token.read_text().strip() if paths.admin_token.exists() else ""
+    rows.append(("hub", *_probe(f"{running.hub_api}/")))
     health = None
-    if token:
+    if running.admin_token:
         try:
             r = httpx.get(f"{local}/services/himalia/api/v1/health",
-                          headers={"Authorization": f"token {token}"}, timeout=10)
+                          headers={"Authorization": f"token {running.admin_token}"}, timeout=10)
             health = r.json() if r.status_code == 200 else None
         except (httpx.HTTPError, ValueError):
             health = None
@@ -347,49 +468,25 @@ def cmd_status(args: argparse.Namespace) -> int:
     for name, part in ((health or {}).get("services") or {}).items():
         if name in ("hub", "proxy"):
             continue
-        rows.append((name, part["ok"], part["detail"]))
+        rows.append((name, part["ok"], part.get("detail", "")))
     width = max(len(r[0]) for r in rows)
     for name, ok, detail in rows:
         print(f"{name:<{width}}  {'up  ' if ok else 'DOWN'}  {detail}")
     return 0 if all(ok for _, ok, _ in rows) else 1
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="himalia", description="A Jupyter-centric ML platform.")
-    parser.add_argument("--version", action="version", version=f"himalia {__version__}")
-    parser.add_argument("--log-level", default="WARNING", help=argparse.SUPPRESS)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
+def add_commands(sub) -> None:
     up = sub.add_parser("up", help="run the hub, proxy and platform services until interrupted")
     up.add_argument("--ip", help="public IP address (default 127.0.0.1)")
     up.add_argument("--port", type=int, help="public port (default 8000)")
     up.add_argument("--state-dir", default=".himalia", help="state directory (default ./.himalia)")
-    up.add_argument("--db-url", help="hub database URL (default SQLite in the state directory)")
-    up.add_argument("--api-db-url", help="platform API database URL (default: beside the hub's)")
+    up.add_argument("--db-url", help="hub database URL without a password (default SQLite in the "
+                                     "state directory; or set HIMALIA_DB_URL)")
+    up.add_argument("--api-db-url", help="platform API database URL without a password (default: "
+                                         "beside the hub's; or set HIMALIA_API_DB_URL)")
     up.add_argument("--backend", choices=["local", "docker", "kubernetes"], help="where servers run")
     up.set_defaults(func=cmd_up)
 
     status = sub.add_parser("status", help="show the state of each service")
     status.add_argument("--state-dir", default=".himalia", help="state directory (default ./.himalia)")
     status.set_defaults(func=cmd_status)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="[himalia] %(message)s")
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 0
-    try:
-        return args.func(args)
-    except CLIError as e:
-        print(f"himalia: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,17 +1,34 @@
 """Entry point the hub runs as the managed service ``himalia``.
 
 The environment is read here, once: JupyterHub sets the ``JUPYTERHUB_*`` variables of a
-managed service; ``himalia up`` adds the database URL and the public proxy URL.
+managed service; ``himalia up`` adds the database URL, the local proxy URL, the platform's
+public URL (``HIMALIA_PUBLIC_URL``) and the hex-encoded secret that signs browser cookies
+(``HIMALIA_API_COOKIE_SECRET``).
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import secrets
+from collections.abc import Mapping
 from urllib.parse import urlparse
 
 import uvicorn
 
 from .app import APISettings, create_app
+
+log = logging.getLogger("himalia.api")
+
+
+def cookie_secret(env: Mapping[str, str]) -> bytes:
+    """The secret from ``HIMALIA_API_COOKIE_SECRET``; a random one (logins end with the
+    process) when the hub does not pass it."""
+    hex_secret = env.get("HIMALIA_API_COOKIE_SECRET", "").strip()
+    if hex_secret:
+        return bytes.fromhex(hex_secret)
+    log.warning("HIMALIA_API_COOKIE_SECRET is not set: browsers must log in again after a restart.")
+    return secrets.token_bytes(32)
 
 
 def main() -> None:
@@ -22,6 +39,8 @@ def main() -> None:
         api_token=env["JUPYTERHUB_API_TOKEN"],
         proxy_url=env["HIMALIA_PROXY_URL"],
         db_url=env["HIMALIA_API_DB_URL"],
+        cookie_secret=cookie_secret(env),
+        public_url=env.get("HIMALIA_PUBLIC_URL", ""),
         oauth_client_id=env.get("JUPYTERHUB_CLIENT_ID", ""),
         oauth_redirect_uri=env.get("JUPYTERHUB_OAUTH_CALLBACK_URL", ""),
     )

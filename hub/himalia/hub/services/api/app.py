@@ -2,19 +2,38 @@
 
 from __future__ import annotations
 
+import hmac
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import httpx
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jupyterhub.services.auth import HubOAuth
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..._version import __version__
 from ...storage import Database
-from .health import check_health
-from .identity import BrowserLogin, Identity, resolve_identity
+from .authz import ADMIN, allow, has_role, unprotected_routes
+from .health import check_health, health_summary
+from .identity import (
+    COOKIE_MAX_AGE_DAYS,
+    BrowserLogin,
+    Identity,
+    read_signed_cookie,
+    sign_cookie,
+)
+
+#: On every response but /docs: a page opened by another user's JupyterLab (same origin, via
+#: ``window.open``) gets an opaque origin, so its opener cannot read it; and no framing.
+API_CSP = "sandbox; frame-ancestors 'none'"
+#: /docs runs Swagger UI's scripts and shows no user data: only framing is forbidden.
+DOCS_CSP = "frame-ancestors 'none'"
+OAUTH_STATE_MAX_AGE = 600
 
 
 @dataclass
@@ -26,28 +45,66 @@ class APISettings:
     api_token: str
     proxy_url: str
     db_url: str
+    #: Signs the browser's cookie (and keys its XSRF token); the API refuses to start without.
+    cookie_secret: bytes
+    #: The platform's public URL; ``https://...`` makes cookies ``Secure``. "" when unknown.
+    public_url: str = ""
     oauth_client_id: str = ""
     oauth_redirect_uri: str = ""
     #: How long the hub's answer about a token is trusted; a revoked token works this long.
     token_cache_seconds: int = 10
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"status": status, "message": message}, status_code=status)
+class SecurityHeaders:
+    """Adds the CSP, ``nosniff`` and referrer headers to every response (errors included)."""
+
+    def __init__(self, app: ASGIApp, *, docs_path: str):
+        self.app = app
+        self.docs_path = docs_path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        csp = DOCS_CSP if scope["path"] == self.docs_path else API_CSP
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["Content-Security-Policy"] = csp
+                headers["X-Content-Type-Options"] = "nosniff"
+                headers["Referrer-Policy"] = "same-origin"
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"status": status, "message": message}, status_code=status, headers=headers)
 
 
 def create_app(settings: APISettings) -> FastAPI:
     """Build the app; routes live under the service prefix the proxy forwards unchanged."""
+    if not settings.cookie_secret:
+        raise ValueError("APISettings.cookie_secret is empty: browser cookies cannot be signed.")
     prefix = "/" + settings.prefix.strip("/")
+    cookie_path = prefix + "/"
+    secure = settings.public_url.startswith("https://")
     auth = HubOAuth(
         api_url=settings.hub_api_url,
         api_token=settings.api_token,
         oauth_client_id=settings.oauth_client_id or "service-himalia",
         oauth_redirect_uri=settings.oauth_redirect_uri or f"{prefix}/oauth_callback",
-        base_url=prefix + "/",
+        base_url=cookie_path,
         cache_max_age=settings.token_cache_seconds,
     )
     db = Database(settings.db_url)
+
+    def set_cookie(response: Response, name: str, value: str, max_age: int) -> None:
+        response.set_cookie(
+            name, sign_cookie(settings.cookie_secret, name, value), max_age=max_age,
+            path=cookie_path, httponly=True, samesite="lax", secure=secure,
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -56,21 +113,25 @@ def create_app(settings: APISettings) -> FastAPI:
         await app.state.http.aclose()
         db.close()
 
+    # FastAPI's own /docs and /openapi.json would be public: ours below go through authz.
     app = FastAPI(
         title="himalia platform API",
         version=__version__,
         lifespan=lifespan,
-        openapi_url=f"{prefix}/openapi.json",
-        docs_url=f"{prefix}/docs",
+        openapi_url=None,
+        docs_url=None,
         redoc_url=None,
     )
+    app.openapi_url = f"{prefix}/openapi.json"
+    app.docs_url = f"{prefix}/docs"
     app.state.settings = settings
     app.state.db = db
     app.state.auth = auth
+    app.add_middleware(SecurityHeaders, docs_path=app.docs_url)
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException):
-        return _error(exc.status_code, str(exc.detail))
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        return _error(exc.status_code, str(exc.detail), exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
@@ -82,14 +143,8 @@ def create_app(settings: APISettings) -> FastAPI:
     @app.exception_handler(BrowserLogin)
     async def browser_login(request: Request, exc: BrowserLogin):
         response = RedirectResponse(exc.location, status_code=302)
-        response.set_cookie(
-            exc.cookie_name, exc.state, max_age=600, path=prefix + "/", httponly=True,
-            samesite="lax",
-        )
+        set_cookie(response, exc.cookie_name, exc.state, OAUTH_STATE_MAX_AGE)
         return response
-
-    async def identity(request: Request) -> Identity:
-        return await resolve_identity(request, auth)
 
     async def list_services() -> dict:
         response = await app.state.http.get(
@@ -100,42 +155,70 @@ def create_app(settings: APISettings) -> FastAPI:
         response.raise_for_status()
         return response.json()
 
-    router = APIRouter(prefix=prefix)
+    # Every route of this router needs a platform role; stricter routes add allow(<role>).
+    router = APIRouter(prefix=prefix, dependencies=[Depends(allow())])
 
     @router.get("/api/v1/whoami", summary="The caller's name, platform roles and hub scopes")
-    async def whoami(who: Identity = Depends(identity)) -> dict:
+    async def whoami(who: Identity = Depends(allow())) -> dict:
         return who.as_json()
 
-    @router.get("/api/v1/health", summary="Health of hub, proxy, database and services")
-    async def health(who: Identity = Depends(identity)) -> dict:
-        return await check_health(
+    @router.get(
+        "/api/v1/health",
+        summary="Health of hub, proxy, database and services",
+        description="Admins also get a `detail` string per part; other roles only `ok`.",
+    )
+    async def health(who: Identity = Depends(allow())) -> dict:
+        report = await check_health(
             app.state.http,
             hub_api_url=settings.hub_api_url,
             proxy_url=settings.proxy_url,
             db=db,
             list_services=list_services,
         )
+        return report if has_role(who, ADMIN) else health_summary(report)
 
-    @router.get("/oauth_callback", include_in_schema=False)
+    @router.get("/openapi.json", include_in_schema=False)
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @router.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        # The spec is inlined (and Swagger UI's url left empty) so the page fetches nothing
+        # with the cookie: such a fetch would need the XSRF token, which a page other users'
+        # JupyterLab can open must not hold. "Try it out" works with a token via "Authorize".
+        return get_swagger_ui_html(
+            openapi_url="",
+            title=f"{app.title} - Swagger UI",
+            swagger_ui_parameters={"spec": app.openapi()},
+        )
+
+    @router.get("/", include_in_schema=False)
+    async def index(who: Identity = Depends(allow())):
+        return {"service": "himalia", "version": __version__, "user": who.name,
+                "openapi": app.openapi_url}
+
+    # authz.PUBLIC_ROUTES: only the OAuth callback, which a browser reaches before it has a cookie.
+    public = APIRouter(prefix=prefix)
+
+    @public.get("/oauth_callback", include_in_schema=False)
     async def oauth_callback(request: Request, code: str = "", state: str = ""):
         if not code or not state:
             raise HTTPException(400, "OAuth callback needs both 'code' and 'state'.")
-        if request.cookies.get(auth.state_cookie_name) != state:
+        name = auth.state_cookie_name
+        expected = read_signed_cookie(settings.cookie_secret, name, request.cookies.get(name))
+        if not expected or not hmac.compare_digest(expected.encode(), state.encode()):
             raise HTTPException(403, "OAuth state mismatch: start the login again.")
-        next_url = auth.get_next_url(state) or prefix + "/api/v1/whoami"
+        next_url = auth.get_next_url(state)
         auth.clear_oauth_state(state)
         token = await auth.token_for_code(code, sync=False)
         response = RedirectResponse(next_url, status_code=302)
-        response.delete_cookie(auth.state_cookie_name, path=prefix + "/")
-        response.set_cookie(
-            auth.cookie_name, token, path=prefix + "/", httponly=True, samesite="lax"
-        )
+        response.delete_cookie(name, path=cookie_path, secure=secure, httponly=True, samesite="lax")
+        set_cookie(response, auth.cookie_name, token, COOKIE_MAX_AGE_DAYS * 24 * 3600)
         return response
 
-    @router.get("/", include_in_schema=False)
-    async def index(who: Identity = Depends(identity)):
-        return {"service": "himalia", "version": __version__, "user": who.name,
-                "openapi": f"{prefix}/openapi.json"}
-
     app.include_router(router)
+    app.include_router(public)
+    unprotected = unprotected_routes(app, prefix)
+    if unprotected:
+        raise RuntimeError(f"Routes without authorization (see authz.PUBLIC_ROUTES): {unprotected}")
     return app

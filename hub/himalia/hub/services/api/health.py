@@ -64,3 +64,11 @@ async def check_health(
     results = await asyncio.gather(*checks.values())
     parts = dict(zip(names, results, strict=True))
     return {"ok": all(r["ok"] for r in parts.values()), "services": parts}
+
+
+def health_summary(report: dict) -> dict:
+    """``report`` without the ``detail`` strings (internal URLs, database errors)."""
+    return {
+        "ok": report["ok"],
+        "services": {name: {"ok": part["ok"]} for name, part in report["services"].items()},
+    }

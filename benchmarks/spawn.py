@@ -85,6 +85,7 @@ class HimaliaHub(Hub):
         state.mkdir()
         (state / "himalia_config.py").write_text(
             f"c.HimaliaConfig.system_user_prefix = {self.prefix!r}\n"
+            f"c.HimaliaConfig.service_user = {self.prefix + 'svc'!r}\n"
         )
         env = dict(os.environ, PATH=f"{Path(self.proxy_exe).parent}{os.pathsep}{os.environ['PATH']}")
         self.proc = subprocess.Popen(
@@ -130,6 +131,7 @@ class StockHub(Hub):
             f"c.HimaliaLocalSpawner.system_users = {os.geteuid() == 0}\n"
             f"c.HimaliaLocalSpawner.system_user_prefix = {self.prefix!r}\n"
             f"c.HimaliaLocalSpawner.shared_home_root = '{home}/users'\n"
+            f"c.HimaliaLocalSpawner.account_registry = '{home}/accounts.json'\n"
             "c.Spawner.cmd = [str(Path(sys.executable).parent / 'jupyterhub-singleuser')]\n"
             "c.Spawner.start_timeout = 60\nc.Spawner.http_timeout = 60\n"
             "c.JupyterHub.authenticator_class = 'null'\n"

@@ -13,10 +13,12 @@ import os
 import pwd
 import queue
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -108,6 +110,10 @@ class PGDatabase:
     def drop(self) -> None:
         self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
 
+    def drop_role(self, role: str) -> None:
+        """Drop a role made for this database (after the database, which holds its objects)."""
+        self._admin(f'DROP ROLE IF EXISTS "{role}"')
+
 
 def postgres_available() -> bool:
     try:
@@ -119,16 +125,32 @@ def postgres_available() -> bool:
     return True
 
 
-class Platform:
-    """One running ``himalia up``: its URL, admin token, and helpers that act like people."""
+def reachable_temp_dir(prefix: str) -> Path:
+    """A new private folder whose path other accounts can pass through.
 
-    def __init__(self, state_dir: Path, proxy_bin: Path, db_url: str = "", api_db_url: str = ""):
-        self.state_dir = state_dir
+    pytest's own temporary folders sit in a root-only folder; the platform's services and the
+    tests' unprivileged accounts must reach their state directories and the proxy.
+    """
+    return Path(tempfile.mkdtemp(prefix=prefix))
+
+
+class Platform:
+    """One running ``himalia up``: its URL, admin token, and helpers that act like people.
+
+    ``state_dir=None`` makes a fresh state directory that :meth:`close` removes. ``run_as``
+    runs ``himalia up`` as that (unprivileged) Unix account instead of the test's own.
+    """
+
+    def __init__(self, state_dir: Path | None, proxy_bin: Path, db_url: str = "",
+                 api_db_url: str = "", run_as: str | None = None):
+        self.owns_state_dir = state_dir is None
+        self.state_dir = reachable_temp_dir("himalia-state-") if state_dir is None else state_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.db_url = db_url
         self.api_db_url = api_db_url
         self.proxy_bin = proxy_bin
+        self.run_as = run_as
         self.proc: subprocess.Popen | None = None
         self.output: list[str] = []
         self.admin_password = ""
@@ -136,16 +158,35 @@ class Platform:
         self._lines: queue.Queue[str] = queue.Queue()
 
     # -- process control -------------------------------------------------------------------
-    def write_config(self, **extra) -> None:
+    def write_config(self, *lines: str, **extra) -> None:
+        """``himalia_config.py``: test defaults, ``HimaliaConfig`` settings and raw ``lines``."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        lines = [
+        config = [
             f"c.HimaliaConfig.system_user_prefix = {self.user_prefix!r}",
+            f"c.HimaliaConfig.service_user = {self.user_prefix + 'svc'!r}",
             "c.HimaliaConfig.cull_idle_timeout = 600",
         ]
-        lines += [f"c.HimaliaConfig.{k} = {v!r}" for k, v in extra.items()]
-        (self.state_dir / "himalia_config.py").write_text("\n".join(lines) + "\n")
+        config += [f"c.HimaliaConfig.{k} = {v!r}" for k, v in extra.items()]
+        config += list(lines)
+        path = self.state_dir / "himalia_config.py"
+        path.write_text("\n".join(config) + "\n")
+        os.chmod(path, 0o600)
+        if self.run_as:
+            account = pwd.getpwnam(self.run_as)
+            for owned in (self.state_dir, path):
+                os.chown(owned, account.pw_uid, account.pw_gid)
 
-    def start(self, timeout: float = 120.0) -> "Platform":
+    def _as_account(self):
+        account = pwd.getpwnam(self.run_as)
+
+        def demote():
+            os.initgroups(account.pw_name, account.pw_gid)
+            os.setgid(account.pw_gid)
+            os.setuid(account.pw_uid)
+
+        return account, demote
+
+    def start(self, timeout: float = 120.0, env: dict | None = None) -> "Platform":
         if not (self.state_dir / "himalia_config.py").exists():
             self.write_config()
         argv = [sys.executable, "-m", "himalia.hub", "up", "--state-dir", str(self.state_dir),
@@ -154,14 +195,19 @@ class Platform:
             argv += ["--db-url", self.db_url]
         if self.api_db_url:
             argv += ["--api-db-url", self.api_db_url]
-        env = dict(os.environ)
-        env["PATH"] = f"{self.proxy_bin}{os.pathsep}{env['PATH']}"
+        run_env = dict(os.environ)
+        run_env["PATH"] = f"{self.proxy_bin}{os.pathsep}{run_env['PATH']}"
+        run_env.update(env or {})
+        preexec = None
+        if self.run_as:
+            account, preexec = self._as_account()
+            run_env.update(HOME=account.pw_dir, USER=account.pw_name)
         self.output = []
         self.admin_password = ""
         self._lines = queue.Queue()
         self.proc = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-            start_new_session=True,
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=run_env,
+            start_new_session=True, preexec_fn=preexec, cwd=str(self.state_dir),
         )
         threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
         deadline = time.monotonic() + timeout
@@ -179,6 +225,15 @@ class Platform:
             if line.startswith("Admin API token:"):
                 return self
 
+    def processes(self) -> list:
+        """``himalia up`` and every process under it (hub, proxy, services, servers, kernels)."""
+        import psutil
+
+        if self.proc is None:
+            return []
+        root = psutil.Process(self.proc.pid)
+        return [root, *root.children(recursive=True)]
+
     def _read(self, proc: subprocess.Popen) -> None:
         for line in proc.stdout:
             self.output.append(line)
@@ -187,6 +242,13 @@ class Platform:
 
     def runtime(self) -> dict:
         return json.loads((self.state_dir / "run" / "runtime.json").read_text())
+
+    def close(self) -> None:
+        """Stop the platform, remove the Unix accounts it made, and its state directory if ours."""
+        self.stop()
+        self.remove_unix_accounts()
+        if self.owns_state_dir:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
 
     def stop(self) -> int | None:
         """Stop ``himalia up`` as a person would (SIGTERM) and make sure nothing is left."""
@@ -220,14 +282,10 @@ class Platform:
         return requests.request(method, f"{self.url}/hub/api{path}", headers=headers, timeout=30, **kwargs)
 
     def create_user(self, name: str, role: str = "scientist") -> str:
-        """Create a user through the hub REST API, give them ``role``, let them pick a password."""
-        r = self.api("POST", f"/users/{name}")
-        assert r.status_code == 201, r.text
-        if role != "scientist":
-            assert self.api("DELETE", "/groups/scientists/users", json={"users": [name]}).ok
-            group = {"admin": "admins", "viewer": "viewers"}[role]
-            assert self.api("POST", f"/groups/{group}/users", json={"users": [name]}).ok
-        self.signup(name, STRONG)
+        """Invite ``name`` with ``role`` as the admin and accept the invitation as that person;
+        return the password they chose."""
+        r = self.accept_invitation(self.invite(name, role), STRONG)
+        assert r.status_code == 200, r.text[-500:]
         return STRONG
 
     def signup(self, name: str, password: str) -> requests.Response:
@@ -237,6 +295,24 @@ class Platform:
             f"{self.url}/hub/signup",
             data={"username": name, "signup_password": password,
                   "signup_password_confirmation": password, "_xsrf": s.cookies.get("_xsrf", "")},
+            timeout=30,
+        )
+
+    def invite(self, name: str, role: str = "scientist", **body) -> str:
+        """Invite ``name`` with ``role`` through the hub REST API as the admin; return the
+        invitation link's path (``/hub/invite/<token>``). ``body`` adds fields (``expires_in``)."""
+        r = self.api("POST", "/invitations", json={"username": name, "role": role, **body})
+        assert r.status_code == 201, r.text
+        return r.json()["url"]
+
+    def accept_invitation(self, url_path: str, password: str) -> requests.Response:
+        """Open an invitation link as the invitee would and choose ``password`` there."""
+        s = requests.Session()
+        s.get(f"{self.url}{url_path}", timeout=30)
+        return s.post(
+            f"{self.url}{url_path}",
+            data={"password": password, "password_confirmation": password,
+                  "_xsrf": s.cookies.get("_xsrf", "")},
             timeout=30,
         )
 

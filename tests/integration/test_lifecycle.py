@@ -59,28 +59,36 @@ def test_status_reports_each_service(sqlite_platform):
         assert rows.get(part) == "up", result.stdout
 
 
-def test_second_up_on_the_same_state_reuses_it_and_stop_leaves_nothing(tmp_path, proxy_bin, unique_name):
-    platform = Platform(tmp_path / "state", proxy_bin)
+def test_second_up_on_the_same_state_reuses_it_and_stop_leaves_nothing(proxy_bin, unique_name):
+    platform = Platform(None, proxy_bin)
     try:
         platform.start()
         first_password = platform.admin_password
         assert first_password, "first start prints the one-time admin password"
         token = platform.admin_token
+        ports = {k: platform.runtime()[k] for k in ("hub_port", "api_port", "proxy_api_port")}
         name = unique_name("su")
         session = platform.login(name, platform.create_user(name))
-        platform.spawn(session)
-        assert platform.api("GET", f"/users/{name}").json()["servers"][""]["ready"]
-        pids = dict(platform.runtime()["pids"])
+        server = platform.spawn(session)
+        kernel = Kernel(server, platform.user_token(session)["token"])
+        assert kernel.execute("print(6 * 7)")["stdout"].strip() == "42"
+        # Everything running now: himalia up, proxy, hub, its services, the server, its kernel.
+        tree = platform.processes()
+        commands = " ".join(" ".join(p.cmdline()) for p in tree)
+        for part in ("configurable-http-proxy", "jupyterhub", "himalia.hub.services.api",
+                     "jupyterhub_idle_culler", "jupyterhub-singleuser", "himalia.kernels"):
+            assert part in commands, part
         assert platform.stop() == 0
-        for pid in pids.values():
-            assert not alive(pid), f"pid {pid} left running"
-        out = subprocess.run(["pgrep", "-f", str(platform.state_dir)], capture_output=True, text=True)
-        assert out.stdout.strip() == "", f"processes left behind: {out.stdout}"
+        left = [p for p in tree if p.is_running() and p.status() != "zombie"]
+        assert left == [], f"processes left behind: {[(p.pid, p.cmdline()) for p in left]}"
 
         platform.start()
         assert platform.admin_password == "", "no new bootstrap on a second start"
         assert platform.admin_token == token
         assert (platform.state_dir / "version").read_text().strip()
+        # The internal ports of the first run are free again (even with connections in
+        # TIME_WAIT), so the second run takes the same ones.
+        assert {k: platform.runtime()[k] for k in ports} == ports
         # The admin logs in with the password from the first start; the user still exists.
         platform.login("admin", first_password)
         assert platform.api("GET", f"/users/{name}").json()["servers"] == {}
@@ -89,8 +97,7 @@ def test_second_up_on_the_same_state_reuses_it_and_stop_leaves_nothing(tmp_path,
         assert result.stderr.strip().count("\n") == 0
         assert "already running" in result.stderr
     finally:
-        platform.stop()
-        platform.remove_unix_accounts()
+        platform.close()
 
 
 def test_cli_errors_are_one_line(tmp_path):

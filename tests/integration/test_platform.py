@@ -13,7 +13,7 @@ import stat
 import pytest
 import requests
 
-from himalia_testing import STRONG, Kernel, wait_for
+from himalia_testing import STRONG, Kernel, require_service, wait_for
 
 
 def api_get(platform, path: str, token: str | None = None) -> requests.Response:
@@ -35,11 +35,14 @@ def test_scientist_logs_in_spawns_and_sees_themselves_in_himalia_magic(platform,
         assert f"user: {name}" in text
         assert "role: scientist" in text
         assert "database" in text and "proxy" in text
-        who = kernel.execute("import os, getpass; print(getpass.getuser(), oct(os.stat(os.path.expanduser('~')).st_mode & 0o777))")
-        account, mode = who["stdout"].split()
+        who = kernel.execute("import os, getpass; print(getpass.getuser(), os.getuid(), oct(os.stat(os.path.expanduser('~')).st_mode & 0o777))")
+        account, uid, mode = who["stdout"].split()
+        assert mode == "0o700"
+        assert int(uid) != 0, "no user code runs as root"
         if os.geteuid() == 0:
             assert account == platform.user_prefix + name
-            assert mode == "0o700"
+        else:
+            assert account == pwd.getpwuid(os.geteuid()).pw_name
     finally:
         kernel.close()
     platform.stop_server(name)
@@ -70,6 +73,8 @@ def test_viewer_can_log_in_but_cannot_spawn(platform, unique_name):
 
 
 def test_scientists_cannot_reach_each_others_servers_or_files(platform, unique_name):
+    if os.geteuid() != 0:
+        require_service("isolation between users needs root (a Unix account per user)")
     a, b = unique_name("a"), unique_name("b")
     sa = platform.login(a, platform.create_user(a))
     sb = platform.login(b, platform.create_user(b))
@@ -93,11 +98,12 @@ def test_scientists_cannot_reach_each_others_servers_or_files(platform, unique_n
         out = kb.execute("import os; p = os.path.expanduser('~/secret.txt'); open(p, 'w').write('b only'); print(p)")
         secret = out["stdout"].strip()
         out = ka.execute(f"open({secret!r}).read()")
-        if os.geteuid() == 0:
-            assert out["error"] and out["error"].startswith("PermissionError"), out
-            owner = pwd.getpwuid(os.stat(secret).st_uid).pw_name
-            assert owner == platform.user_prefix + b
-            assert stat.S_IMODE(os.stat(os.path.dirname(secret)).st_mode) == 0o700
+        assert out["error"] and out["error"].startswith("PermissionError"), out
+        owner = pwd.getpwuid(os.stat(secret).st_uid).pw_name
+        assert owner == platform.user_prefix + b
+        assert stat.S_IMODE(os.stat(os.path.dirname(secret)).st_mode) == 0o700
+        # The same file read as B works: the refusal above is the isolation, not a broken path.
+        assert kb.execute(f"print(open({secret!r}).read())")["stdout"].strip() == "b only"
     finally:
         ka.close()
         kb.close()
@@ -140,8 +146,9 @@ def test_health_lists_hub_proxy_database_and_services(platform):
     assert parts["database"]["detail"] == expected
 
 
-def test_openapi_is_published(platform):
-    r = requests.get(f"{platform.url}/services/himalia/openapi.json", timeout=30)
+def test_openapi_is_published_to_logged_in_people_only(platform):
+    assert requests.get(f"{platform.url}/services/himalia/openapi.json", timeout=30).status_code == 401
+    r = api_get(platform, "/openapi.json", platform.admin_token)
     assert r.status_code == 200
     paths = r.json()["paths"]
     assert "/services/himalia/api/v1/whoami" in paths
@@ -171,12 +178,24 @@ def test_unapproved_signup_cannot_log_in_until_admin_approves(platform, unique_n
     admin = platform.login("admin", platform.admin_password) if platform.admin_password else None
     if admin is None:
         pytest.fail("the first start must print the one-time admin password")
-    r = admin.get(f"{platform.url}/hub/authorize/{name}", timeout=30)
-    assert r.status_code == 200
+    # Approval changes state: a GET (a link, an <img>) must not approve anyone.
+    admin.get(f"{platform.url}/hub/authorize/{name}", timeout=30)
+    assert not login_works(platform, name, STRONG)
+    r = admin.post(f"{platform.url}/hub/authorize/{name}", data={"_xsrf": admin.headers["X-XSRFToken"]},
+                   timeout=30)
+    assert r.status_code == 200, r.status_code
     session = platform.login(name, STRONG)
     groups = platform.api("GET", f"/users/{name}").json()["groups"]
     assert groups == ["scientists"]
     assert session.himalia_user == name
+
+
+def login_works(platform, name: str, password: str) -> bool:
+    s = requests.Session()
+    s.get(f"{platform.url}/hub/login", timeout=30)
+    s.post(f"{platform.url}/hub/login", data={"username": name, "password": password,
+                                              "_xsrf": s.cookies.get("_xsrf", "")}, timeout=30)
+    return "jupyterhub-session-id" in s.cookies
 
 
 def test_admin_changes_a_role_through_hub_groups(platform, unique_name):

@@ -74,3 +74,16 @@ def test_gpu_detection_reads_the_driver(tmp_path):
     (tmp_path / "0000:02:00.0").mkdir()
     assert detect_nvidia_gpus(str(tmp_path)) == ["0", "1"]
     assert detect_nvidia_gpus(str(tmp_path / "missing")) == []
+
+
+def test_as_root_a_server_without_its_own_account_is_refused():
+    import asyncio
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("only a hub running as root could start a server as root")
+    s = spawner("rootless", "cpu")
+    with pytest.raises(web.HTTPError) as e:
+        asyncio.run(s.start())
+    assert "turn c.HimaliaConfig.system_users back on" in e.value.log_message
+    assert "--ServerApp.allow_root=True" not in s.get_args()

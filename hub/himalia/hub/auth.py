@@ -1,27 +1,88 @@
-"""Login for a small team on one machine: hub-kept accounts with admin approval.
+"""Login for a small team on one machine: hub-kept accounts, invitations and admin approval.
 
-:class:`HimaliaAuthenticator` is NativeAuthenticator plus three things the platform needs:
-the first administrator is bootstrapped from a one-time password file, a person the admin
-created in the hub may sign up (choose a password) without waiting for approval, and every
-user the hub adds lands in the group of the configured default role.
+:class:`HimaliaAuthenticator` is NativeAuthenticator plus what the platform needs:
+
+* the first administrator is bootstrapped from a one-time password file, and that password
+  stops working after ``bootstrap_password_lifetime``;
+* a person an admin created gets in only through a single-use, expiring invitation link
+  (``POST /hub/api/invitations``), never by signing up under that name;
+* failed logins are throttled per (source, name), per source and per sprayed password, in the
+  hub database (:mod:`himalia.hub.throttle`);
+* every user the hub adds lands in the group of the configured default role.
 """
 
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
 from pathlib import Path
 
 import bcrypt
-from jupyterhub import orm
-from jupyterhub.handlers.login import LoginHandler
+from jupyterhub import orm, roles
 from jupyterhub.utils import maybe_future
 from nativeauthenticator import NativeAuthenticator
+from nativeauthenticator.handlers import ChangePasswordAdminHandler, ChangePasswordHandler
 from nativeauthenticator.orm import UserInfo
 from oauthenticator.generic import GenericOAuthenticator
+from sqlalchemy import delete
 from sqlalchemy.orm import object_session
-from traitlets import Bool, Unicode
+from tornado import web
+from tornado.web import RequestHandler
+from traitlets import Integer, List, TraitError, Unicode, validate
 from traitlets.config import LoggingConfigurable
 
+from . import account_handlers as h
+from . import invitations
+from .account_models import Invitation, PasswordExpiry, create_tables, utcnow
 from .config import ROLE_GROUPS
+from .throttle import LoginThrottle, ThrottlePolicy
+
+#: Every route HimaliaAuthenticator adds under the hub prefix (``/hub``).
+ROUTES = [
+    (r"/signup", h.SignUpHandler),
+    (r"/invite/([^/]+)", h.InvitationHandler),
+    (r"/authorize", h.AuthorizationAreaHandler),
+    (r"/authorize/([^/]+)", h.ToggleApprovalHandler),
+    (r"/discard/([^/]+)", h.DiscardSignUpHandler),
+    (r"/change-password", ChangePasswordHandler),
+    (r"/change-password/([^/]+)", ChangePasswordAdminHandler),
+    (r"/api/invitations", h.InvitationListAPIHandler),
+    (r"/api/invitations/([^/]+)", h.InvitationAPIHandler),
+]
+_STATE_CHANGING = ("post", "put", "patch", "delete")
+#: bcrypt uses at most this many bytes of a password (and refuses longer ones).
+MAX_PASSWORD_BYTES = 72
+
+
+def state_changing_routes() -> list[tuple[str, type, tuple[str, ...]]]:
+    """``(path, handler, methods)`` for each route of :data:`ROUTES` whose handler implements
+    a state-changing method (POST, PUT, PATCH, DELETE); GET never changes state on them."""
+    found = []
+    for path, handler in ROUTES:
+        methods = tuple(m.upper() for m in _STATE_CHANGING
+                        if getattr(handler, m) is not getattr(RequestHandler, m))
+        if methods:
+            found.append((path, handler, methods))
+    return found
+
+
+def client_address(handler, trusted_proxies=()) -> str:
+    """The address of the person logging in, as the public proxy saw it.
+
+    That is the last ``X-Forwarded-For`` hop (the proxy appends its peer) not in
+    ``trusted_proxies``. ``X-Real-Ip``, which Tornado would prefer, is ignored: clients set it
+    themselves and the proxy passes it on.
+    """
+    if handler is None:
+        return "unknown"
+    request = handler.request
+    forwarded = request.headers.get("X-Forwarded-For", "")
+    hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+    for hop in reversed(hops):
+        if hop not in trusted_proxies:
+            return hop
+    context = getattr(request.connection, "context", None)
+    return getattr(context, "_orig_remote_ip", None) or request.remote_ip or "unknown"
 
 
 class RoleGroupMixin(LoggingConfigurable):
@@ -55,19 +116,8 @@ class RoleGroupMixin(LoggingConfigurable):
         self.log.info("Added %s to group %s", user.name, group.name)
 
 
-class ApprovalAwareLoginHandler(LoginHandler):
-    """The hub's own login page, telling people whose account still waits for approval."""
-
-    def _render(self, login_error=None, username=None, **kwargs):
-        if login_error and username:
-            info = self.authenticator.get_user(username)
-            if info is not None and not info.is_authorized:
-                login_error = "Your account has not been approved by an administrator yet."
-        return super()._render(login_error=login_error, username=username, **kwargs)
-
-
 class HimaliaAuthenticator(RoleGroupMixin, NativeAuthenticator):
-    """NativeAuthenticator with bootstrap, pre-approval of admin-created users and role groups."""
+    """NativeAuthenticator with bootstrap, invitations, login throttling and role groups."""
 
     bootstrap_password_file = Unicode(
         "",
@@ -78,17 +128,112 @@ class HimaliaAuthenticator(RoleGroupMixin, NativeAuthenticator):
         """,
     ).tag(config=True)
 
-    approve_precreated_users = Bool(
-        True,
-        help="""Treat users an admin created in the hub (admin page or REST API) as approved.
+    bootstrap_password_lifetime = Integer(
+        24 * 3600,
+        help="""Seconds the bootstrapped administrator's one-time password works (0: forever).
 
-        They sign up at ``/hub/signup`` to choose their password and can log in at once.
-        Turn off to require approval at ``/hub/authorize`` for everyone.
+        After that, logging in with it says it expired; changing the password, or an
+        invitation (``himalia users invite <name>``), gives the account a lasting one.
+
+        .. versionadded:: 0.1
         """,
     ).tag(config=True)
 
+    invitation_lifetime = Integer(
+        7 * 24 * 3600,
+        help="""Seconds an invitation link works unless the request says ``expires_in``
+        (at most 30 days).
+
+        .. versionadded:: 0.1
+        """,
+    ).tag(config=True)
+
+    lockout_failures = Integer(
+        5,
+        help="""Failed logins for one name from one address, within ``lockout_window``,
+        that lock that pair for ``lockout_seconds`` (even the right password is refused).
+
+        .. versionadded:: 0.1
+        """,
+    ).tag(config=True)
+
+    source_failures = Integer(
+        30,
+        help="""Failed logins from one address across all names, within ``lockout_window``,
+        that lock that address for ``lockout_seconds``.
+
+        .. versionadded:: 0.1
+        """,
+    ).tag(config=True)
+
+    spray_names = Integer(
+        5,
+        help="""Distinct names one wrong password may fail for, within ``lockout_window``,
+        before that password is refused for everyone for ``lockout_seconds``.
+
+        .. versionadded:: 0.1
+        """,
+    ).tag(config=True)
+
+    lockout_window = Integer(
+        900,
+        help="""Seconds over which failed logins are counted.
+
+        .. versionadded:: 0.1
+        """,
+    ).tag(config=True)
+
+    lockout_seconds = Integer(
+        300,
+        help="""Seconds a lock lasts.
+
+        .. versionadded:: 0.1
+        """,
+    ).tag(config=True)
+
+    trusted_proxies = List(
+        Unicode(),
+        help="""Addresses of reverse proxies in front of himalia's public proxy.
+
+        A login's source address is the last ``X-Forwarded-For`` hop not listed here; with
+        nothing listed it is the address that connected to the public proxy.
+
+        .. versionadded:: 0.1
+        """,
+    ).tag(config=True)
+
+    username_help = Unicode(
+        "",
+        help="""Valid user names in words, for error messages (for example "at most 20
+        characters of a-z, 0-9, _ and -, starting with a letter or digit"). Empty: the
+        messages quote ``username_pattern``.
+
+        .. versionadded:: 0.1
+        """,
+    ).tag(config=True)
+
+    @validate("lockout_failures", "source_failures", "spray_names", "lockout_window",
+              "lockout_seconds")
+    def _positive(self, proposal):
+        if proposal.value < 1:
+            raise TraitError(f"{proposal.trait.name} must be at least 1, not {proposal.value}")
+        return proposal.value
+
+    @validate("invitation_lifetime")
+    def _valid_lifetime(self, proposal):
+        if not 0 < proposal.value <= invitations.MAX_LIFETIME.total_seconds():
+            raise TraitError("invitation_lifetime must be between 1 second and 30 days (2592000)")
+        return proposal.value
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        create_tables(self.db.get_bind())
+        if self.allowed_failed_logins:
+            # NativeAuthenticator's in-memory per-name counter lets anyone lock anyone out.
+            self.log.warning("Ignoring allowed_failed_logins; use lockout_failures instead")
+            self.allowed_failed_logins = 0
+        self._login_lock = asyncio.Lock()
+        self._dummy_hash: bytes | None = None
         self._bootstrap_admins()
 
     def _bootstrap_admins(self) -> None:
@@ -100,22 +245,181 @@ class HimaliaAuthenticator(RoleGroupMixin, NativeAuthenticator):
             if self.get_user(name) is None:
                 hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt())
                 self.db.add(UserInfo(username=name, password=hashed, is_authorized=True))
+                if self.bootstrap_password_lifetime > 0:
+                    expires = utcnow() + timedelta(seconds=self.bootstrap_password_lifetime)
+                    self.db.merge(PasswordExpiry(username=name, expires_at=expires))
                 self.log.info("Bootstrapped the administrator account %s", name)
         self.db.commit()
         path.unlink()
 
     def get_handlers(self, app):
-        # NativeAuthenticator's login handler predates JupyterHub 6 (it uses the removed
-        # statsd client); the hub's handler works with NativeAuthenticator.authenticate.
-        handlers = [(path, handler) for path, handler in super().get_handlers(app) if path != r"/login"]
-        return [(r"/login", ApprovalAwareLoginHandler), *handlers]
+        # No /login: the hub's own LoginHandler shows errors raised by authenticate
+        # (NativeAuthenticator's needs the statsd client JupyterHub 6 removed).
+        return list(ROUTES)
+
+    # -- login -------------------------------------------------------------------------------
+    def login_throttle(self) -> LoginThrottle:
+        policy = ThrottlePolicy(
+            pair_failures=self.lockout_failures, source_failures=self.source_failures,
+            spray_names=self.spray_names, window=self.lockout_window,
+            lock_seconds=self.lockout_seconds,
+        )
+        return LoginThrottle(self.db, policy)
+
+    async def authenticate(self, handler, data):
+        username = self.normalize_username(data.get("username") or "")
+        password = data.get("password") or ""
+        source = client_address(handler, self.trusted_proxies)
+        # One login at a time: otherwise parallel attempts all pass the lock check while
+        # their passwords are being hashed.
+        async with self._login_lock:
+            throttle = self.login_throttle()
+            lock = throttle.active_lock(source, username, password)
+            if lock is not None:
+                self.log.warning("Login for %r from %s refused: %s lock",
+                                 username[:32], source, lock.kind)
+                raise web.HTTPError(429, lock.message(throttle.clock()))
+            info = self.get_user(username)
+            valid = await self._password_matches(info, password)
+            if valid and info.has_2fa:
+                valid = info.is_valid_token(data.get("2fa"))
+            if not valid:
+                lock = throttle.record_failure(source, username, password)
+                if lock is not None:
+                    self.log.warning("Failed logins from %s locked (%s)", source, lock.kind)
+                return None
+        # From here on the password was right, so saying why it is refused reveals nothing.
+        if not info.is_authorized:
+            raise web.HTTPError(403, "Your account has not been approved by an administrator yet.")
+        expiry = self.db.get(PasswordExpiry, info.username)
+        if expiry is not None and expiry.expires_at <= utcnow():
+            raise web.HTTPError(
+                403,
+                f"The one-time password of {info.username} has expired. An administrator can "
+                f"send you a new link with: himalia users invite {info.username}.",
+            )
+        throttle.record_success(source, username)
+        return info.username
+
+    async def _password_matches(self, info: UserInfo | None, password: str) -> bool:
+        if self._dummy_hash is None:
+            self._dummy_hash = bcrypt.hashpw(b"no such account", bcrypt.gensalt())
+        # Unknown names cost a hash too, so timing tells nothing about which names exist.
+        stored = bytes(info.password) if info is not None else self._dummy_hash
+        encoded = password.encode("utf-8", "replace")
+        # bcrypt refuses longer passwords, and no stored hash can come from one.
+        fits = len(encoded) <= MAX_PASSWORD_BYTES
+        ok = await asyncio.to_thread(bcrypt.checkpw, encoded[:MAX_PASSWORD_BYTES], stored)
+        return ok and fits and info is not None
+
+    # -- accounts ----------------------------------------------------------------------------
+    def is_reserved_name(self, username: str) -> bool:
+        """Whether ``username`` may only be claimed through an invitation."""
+        return username in self.admin_users or orm.User.find(self.db, username) is not None
 
     def get_authed_users(self):
-        authed = super().get_authed_users()
-        if self.approve_precreated_users:
-            authed = authed.union(name for (name,) in self.db.query(orm.User.name))
-        return authed
+        """Names whose account an admin approved (or an invitation set up); nothing else."""
+        return {name for (name,) in self.db.query(UserInfo.username).filter(UserInfo.is_authorized)}
 
+    def is_password_strong(self, password):
+        return (len(password.encode("utf-8", "replace")) <= MAX_PASSWORD_BYTES
+                and super().is_password_strong(password))
+
+    def password_rule(self) -> str:
+        """What a strong enough password looks like, for error messages."""
+        rule = (f"at least {self.minimum_password_length} characters and at most "
+                f"{MAX_PASSWORD_BYTES} bytes")
+        if self.check_common_password:
+            rule += ", and not a common password"
+        return rule
+
+    def create_user(self, username, password, **kwargs):
+        if self.is_reserved_name(self.normalize_username(username)):
+            return None
+        return super().create_user(username, password, **kwargs)
+
+    def change_password(self, username, new_password):
+        changed = super().change_password(username, new_password)
+        if changed:
+            self._clear_expiry(self.normalize_username(username))
+        return changed
+
+    def delete_user(self, user):
+        self.db.execute(delete(Invitation).where(Invitation.username == user.name))
+        self._clear_expiry(user.name)
+        return super().delete_user(user)
+
+    def _clear_expiry(self, username: str) -> None:
+        self.db.execute(delete(PasswordExpiry).where(PasswordExpiry.username == username))
+        self.db.commit()
+
+    def username_rule(self) -> str:
+        """What a valid name looks like, for error messages."""
+        if self.username_help:
+            return self.username_help
+        rule = "a name may not be empty or contain spaces, commas or slashes"
+        if self.username_pattern:
+            rule += f", and must match the regular expression {self.username_pattern}"
+        return rule
+
+    # -- invitations -------------------------------------------------------------------------
+    def role_of(self, orm_user) -> str | None:
+        """The platform role whose group ``orm_user`` is in, if any."""
+        names = {group.name for group in orm_user.groups}
+        return next((role for role, group in ROLE_GROUPS.items() if group in names), None)
+
+    def default_role(self) -> str:
+        roles_by_group = {group: role for role, group in ROLE_GROUPS.items()}
+        return roles_by_group.get(self.default_group, "scientist")
+
+    def assign_role(self, orm_user, role: str) -> None:
+        """Put ``orm_user`` in exactly the group of ``role``."""
+        db = object_session(orm_user) or self.db
+        group = orm.Group.find(db, ROLE_GROUPS[role])
+        if group is None:
+            raise web.HTTPError(409, f"The hub has no group {ROLE_GROUPS[role]} for role {role}; "
+                                     "add it to JupyterHub.load_groups.")
+        role_groups = set(self.role_groups.split(",")) | set(ROLE_GROUPS.values())
+        orm_user.groups = [g for g in orm_user.groups if g.name not in role_groups] + [group]
+        if role != "admin" and orm_user.admin:
+            orm_user.admin = False
+            roles.assign_default_roles(db, orm_user)
+        db.commit()
+
+    def invite(self, orm_user, role: str | None = None, expires_in: int | None = None,
+               created_by: str = "") -> invitations.IssuedInvitation:
+        """Give the hub user ``orm_user`` ``role`` and a fresh invitation; earlier unused ones
+        stop working. ``role`` defaults to the role they have, else the default role; names in
+        ``admin_users`` are always invited as admins."""
+        if orm_user.name in self.admin_users:
+            # The configuration makes them an admin at every login anyway.
+            role = "admin"
+        role = role or self.role_of(orm_user) or self.default_role()
+        self.assign_role(orm_user, role)
+        lifetime = timedelta(seconds=expires_in or self.invitation_lifetime)
+        issued = invitations.create_invitation(self.db, orm_user.name, role, lifetime, created_by)
+        self.log.info("%s invited %s as %s until %s", created_by, orm_user.name, role,
+                      issued.invitation.expires_at)
+        return issued
+
+    def accept_invitation(self, invitation: Invitation, password: str) -> bool:
+        """Use ``invitation`` to set its name's password; False when it was already used."""
+        username = invitation.username
+        hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt())
+        if not invitations.mark_used(self.db, invitation.id):
+            self.db.rollback()
+            return False
+        info = UserInfo.find(self.db, username)
+        if info is None:
+            self.db.add(UserInfo(username=username, password=hashed, is_authorized=True))
+        else:
+            info.password = hashed
+            info.is_authorized = True
+        self.db.execute(delete(PasswordExpiry).where(PasswordExpiry.username == username))
+        self.db.commit()
+        self.login_throttle().forget_name(username)
+        self.log.info("%s set their password with an invitation", username)
+        return True
 
 
 class HimaliaOAuthenticator(RoleGroupMixin, GenericOAuthenticator):

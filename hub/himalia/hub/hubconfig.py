@@ -18,7 +18,7 @@ from traitlets.config import Config, PyFileConfigLoader
 
 from ._version import __version__
 from .config import ROLE_GROUPS, HimaliaConfig, StatePaths, write_private
-from .unixusers import username_pattern
+from .unixusers import username_help, username_pattern
 
 API_SERVICE = "himalia"
 ADMIN_SERVICE = "himalia-admin"
@@ -136,6 +136,7 @@ def _authenticator(c: Config, cfg: HimaliaConfig, paths: StatePaths) -> None:
     # One name, one Unix account: names the account scheme cannot map one-to-one are refused
     # when the user is created, signs up or logs in.
     c.Authenticator.username_pattern = username_pattern(cfg.system_user_prefix)
+    c.HimaliaAuthenticator.username_help = username_help(cfg.system_user_prefix)
     if cfg.authenticator == "oauth":
         # Who may log in is the admin's choice: allowed_users or allow_all.
         c.JupyterHub.authenticator_class = "himalia.hub.auth.HimaliaOAuthenticator"

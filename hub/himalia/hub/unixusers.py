@@ -40,13 +40,17 @@ def username_pattern(prefix: str) -> str:
     return rf"^[a-z0-9][{HUB_NAME_CHARS}]{{0,{max_name_length(prefix) - 1}}}$"
 
 
+def username_help(prefix: str) -> str:
+    """The rule of :func:`username_pattern` in words, for people choosing a name."""
+    return (f"at most {max_name_length(prefix)} characters of a-z, 0-9, '_' and '-', starting "
+            "with a letter or digit")
+
+
 def unix_name(prefix: str, hub_name: str) -> str:
     """The Unix account of a hub user: ``prefix + hub_name``, or AccountError."""
     if not re.fullmatch(username_pattern(prefix), hub_name):
         raise AccountError(
-            f"The user name {hub_name!r} cannot be a Unix account: use at most "
-            f"{max_name_length(prefix)} characters of a-z, 0-9, '_' and '-', starting with a "
-            "letter or digit."
+            f"The user name {hub_name!r} cannot be a Unix account: use {username_help(prefix)}."
         )
     return prefix + hub_name
 

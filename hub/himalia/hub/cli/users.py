@@ -24,7 +24,9 @@ def _call(running: Running, method: str, path: str, **kwargs) -> httpx.Response:
 
 def cmd_invite(args: argparse.Namespace) -> int:
     running = Running.load(args.state_dir)
-    body = {"username": args.name, "role": args.role}
+    body = {"username": args.name}
+    if args.role:
+        body["role"] = args.role
     if args.expires_in:
         body["expires_in"] = args.expires_in
     invitation = _call(running, "POST", "/invitations", json=body).json()
@@ -50,7 +52,8 @@ def add_commands(sub) -> None:
         "invite", help="make a single-use, expiring link with which a person sets their password "
                        "(also resets a forgotten or expired one)")
     invite.add_argument("name", help="hub user name")
-    invite.add_argument("--role", choices=ROLES, default="scientist", help="platform role (default scientist)")
+    invite.add_argument("--role", choices=ROLES,
+                        help="platform role (default: the person's current role, or the default role)")
     invite.add_argument("--expires-in", type=int, metavar="SECONDS",
                         help="validity in seconds (default: the hub's invitation lifetime, 7 days)")
     invite.add_argument("--state-dir", default=".himalia", help="state directory (default ./.himalia)")

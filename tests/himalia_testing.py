@@ -288,15 +288,20 @@ class Platform:
         assert r.status_code == 200, r.text[-500:]
         return STRONG
 
+    def submit_form(self, path: str, data: dict, *, action: str | None = None,
+                    base: str | None = None, session: requests.Session | None = None):
+        """Open a hub page as a browser would, then submit its form with the page's XSRF token;
+        return ``(session, response)``."""
+        s = session or requests.Session()
+        base = base or self.url
+        s.get(f"{base}{path}", timeout=30)
+        r = s.post(f"{base}{action or path}", data={**data, "_xsrf": s.cookies.get("_xsrf", "")},
+                   timeout=30)
+        return s, r
+
     def signup(self, name: str, password: str) -> requests.Response:
-        s = requests.Session()
-        s.get(f"{self.url}/hub/signup", timeout=30)
-        return s.post(
-            f"{self.url}/hub/signup",
-            data={"username": name, "signup_password": password,
-                  "signup_password_confirmation": password, "_xsrf": s.cookies.get("_xsrf", "")},
-            timeout=30,
-        )
+        return self.submit_form("/hub/signup", {"username": name, "signup_password": password,
+                                                "signup_password_confirmation": password})[1]
 
     def invite(self, name: str, role: str = "scientist", **body) -> str:
         """Invite ``name`` with ``role`` through the hub REST API as the admin; return the
@@ -307,26 +312,23 @@ class Platform:
 
     def accept_invitation(self, url_path: str, password: str) -> requests.Response:
         """Open an invitation link as the invitee would and choose ``password`` there."""
-        s = requests.Session()
-        s.get(f"{self.url}{url_path}", timeout=30)
-        return s.post(
-            f"{self.url}{url_path}",
-            data={"password": password, "password_confirmation": password,
-                  "_xsrf": s.cookies.get("_xsrf", "")},
-            timeout=30,
-        )
+        return self.submit_form(url_path, {"password": password, "password_confirmation": password})[1]
+
+    def try_login(self, name: str, password: str, **kwargs) -> requests.Response:
+        """One login through the hub's form (``submit_form`` options); the response carries
+        ``session`` and ``logged_in``."""
+        s, r = self.submit_form("/hub/login", {"username": name, "password": password},
+                                action="/hub/login?next=/hub/home", **kwargs)
+        r.session = s
+        r.logged_in = "jupyterhub-session-id" in s.cookies
+        return r
 
     def login(self, name: str, password: str) -> requests.Session:
         """Log in through the hub's login form; the session carries the hub cookie."""
-        s = requests.Session()
-        s.get(f"{self.url}/hub/login", timeout=30)
-        r = s.post(
-            f"{self.url}/hub/login?next=/hub/home",
-            data={"username": name, "password": password, "_xsrf": s.cookies.get("_xsrf", "")},
-            timeout=30,
-        )
+        r = self.try_login(name, password)
         r.raise_for_status()
-        assert "jupyterhub-session-id" in s.cookies, f"login as {name} failed: {r.url}"
+        assert r.logged_in, f"login as {name} failed: {r.url}"
+        s = r.session
         s.headers["X-XSRFToken"] = s.cookies.get("_xsrf", path="/hub/") or s.cookies.get("_xsrf", "")
         s.himalia_user = name
         return s
@@ -359,6 +361,21 @@ class Platform:
     def remove_unix_accounts(self) -> None:
         for name in self.unix_accounts():
             subprocess.run(["userdel", "--remove", "--force", name], capture_output=True)
+
+
+def browser_log_in(page, platform: Platform, name: str, password: str, timeout_ms: int = 30_000) -> None:
+    """Fill and submit the hub's login form in a Playwright ``page``; wait until let in."""
+    import re
+
+    from playwright.sync_api import expect
+
+    page.goto(f"{platform.url}/hub/login")
+    page.locator('input[name="username"]').fill(name)
+    page.locator('input[name="password"]').fill(password)
+    page.locator("#login_submit").click()
+    expect(page).not_to_have_url(re.compile(r"/hub/login"), timeout=timeout_ms)
+    cookies = {c["name"] for c in page.context.cookies()}
+    assert "jupyterhub-session-id" in cookies, f"login as {name} failed at {page.url}"
 
 
 class Kernel:

@@ -42,12 +42,7 @@ def attempt_login(platform: Platform, name: str, password: str, source: str | No
     if source:
         base = hub_url(platform)
         s.headers["X-Forwarded-For"] = source
-    s.get(f"{base}/hub/login", timeout=30)
-    r = s.post(f"{base}/hub/login?next=/hub/home",
-               data={"username": name, "password": password, "_xsrf": s.cookies.get("_xsrf", "")},
-               timeout=30)
-    r.logged_in = "jupyterhub-session-id" in s.cookies
-    return r
+    return platform.try_login(name, password, base=base, session=s)
 
 
 def wait_for_response(request, condition, what: str, timeout: float = 30) -> requests.Response:

@@ -168,11 +168,8 @@ def test_browser_reaches_api_through_hub_oauth(platform, unique_name):
 def test_unapproved_signup_cannot_log_in_until_admin_approves(platform, unique_name):
     name = unique_name("new")
     platform.signup(name, STRONG)
-    s = requests.Session()
-    s.get(f"{platform.url}/hub/login", timeout=30)
-    r = s.post(f"{platform.url}/hub/login", data={"username": name, "password": STRONG,
-                                                  "_xsrf": s.cookies.get("_xsrf", "")}, timeout=30)
-    assert "jupyterhub-session-id" not in s.cookies
+    r = platform.try_login(name, STRONG)
+    assert not r.logged_in
     assert "not been approved" in r.text
 
     admin = platform.login("admin", platform.admin_password) if platform.admin_password else None
@@ -180,7 +177,7 @@ def test_unapproved_signup_cannot_log_in_until_admin_approves(platform, unique_n
         pytest.fail("the first start must print the one-time admin password")
     # Approval changes state: a GET (a link, an <img>) must not approve anyone.
     admin.get(f"{platform.url}/hub/authorize/{name}", timeout=30)
-    assert not login_works(platform, name, STRONG)
+    assert not platform.try_login(name, STRONG).logged_in
     r = admin.post(f"{platform.url}/hub/authorize/{name}", data={"_xsrf": admin.headers["X-XSRFToken"]},
                    timeout=30)
     assert r.status_code == 200, r.status_code
@@ -188,14 +185,6 @@ def test_unapproved_signup_cannot_log_in_until_admin_approves(platform, unique_n
     groups = platform.api("GET", f"/users/{name}").json()["groups"]
     assert groups == ["scientists"]
     assert session.himalia_user == name
-
-
-def login_works(platform, name: str, password: str) -> bool:
-    s = requests.Session()
-    s.get(f"{platform.url}/hub/login", timeout=30)
-    s.post(f"{platform.url}/hub/login", data={"username": name, "password": password,
-                                              "_xsrf": s.cookies.get("_xsrf", "")}, timeout=30)
-    return "jupyterhub-session-id" in s.cookies
 
 
 def test_admin_changes_a_role_through_hub_groups(platform, unique_name):

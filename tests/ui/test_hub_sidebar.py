@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 import pytest
-from himalia_testing import Platform
+from himalia_testing import Platform, browser_log_in as log_in
 from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.browser
@@ -22,17 +22,6 @@ PANEL = "#himalia-sidebar"
 # Spawning a local server and loading JupyterLab the first time takes a while.
 SPAWN_TIMEOUT_MS = 120_000
 TIMEOUT_MS = 30_000
-
-
-def log_in(page: Page, platform: Platform, name: str, password: str) -> None:
-    """Fill and submit the hub's login form; wait until the hub let us in."""
-    page.goto(f"{platform.url}/hub/login")
-    page.locator('input[name="username"]').fill(name)
-    page.locator('input[name="password"]').fill(password)
-    page.locator("#login_submit").click()
-    expect(page).not_to_have_url(re.compile(r"/hub/login"), timeout=TIMEOUT_MS)
-    cookies = {c["name"] for c in page.context.cookies()}
-    assert "jupyterhub-session-id" in cookies, f"login as {name} failed at {page.url}"
 
 
 def has_server(platform: Platform, name: str) -> bool:

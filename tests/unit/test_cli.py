@@ -122,15 +122,21 @@ def test_a_state_directory_another_account_can_change_is_refused(tmp_path, capsy
 
     state = tmp_path / "state"
     state.mkdir(mode=0o700)
-    (state / "himalia_config.py").write_text("import os; os.system('touch /tmp/owned')\n")
+    ran = tmp_path / "config-ran"
+    # What another account would plant: code that himalia up (root) must never run. (Should
+    # the check ever fail, the bad URL ends the start before anything else happens.)
+    (state / "himalia_config.py").write_text(f"open({str(ran)!r}, 'w').close()\n"
+                                             "c.HimaliaConfig.db_url = 'mongodb://stop-here'\n")
     os.chmod(state / "himalia_config.py", 0o666)
     err = up(tmp_path, capsys)
     assert "The configuration file" in err and "writable by other accounts" in err
+    assert not ran.exists()
     os.chmod(state / "himalia_config.py", 0o600)
     if os.geteuid() == 0:
         os.chown(state, pwd.getpwnam("nobody").pw_uid, -1)
         err = up(tmp_path, capsys)
         assert f"{state} is owned by uid" in err and "chown" in err
+        assert not ran.exists()
 
 
 def test_settings_that_stop_the_hub_are_one_line_at_up(tmp_path, capsys):

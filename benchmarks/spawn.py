@@ -35,12 +35,13 @@ from himalia.hub.proxy import ensure_proxy
 READY_TIMEOUT = 180.0
 
 
-def wait_http(url: str, timeout: float = 120.0) -> None:
+def wait_http(url: str, timeout: float = 120.0, token: str = "") -> None:
     """Until ``url`` answers 200 (a 404 from the proxy means the hub's route is not set yet)."""
+    headers = {"Authorization": f"token {token}"} if token else {}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if httpx.get(url, timeout=2).status_code == 200:
+            if httpx.get(url, timeout=2, headers=headers).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -98,7 +99,8 @@ class HimaliaHub(Hub):
             time.sleep(0.1)
         self.token = token_file.read_text().strip()
         wait_http(f"{self.url}/hub/health")
-        wait_http(f"{self.url}/services/himalia/openapi.json")
+        # The API documents itself to logged-in callers only.
+        wait_http(f"{self.url}/services/himalia/openapi.json", token=self.token)
 
 
 class StockHub(Hub):

@@ -12,7 +12,6 @@ import os
 import pwd
 import stat
 
-import psutil
 import pytest
 import requests
 

@@ -138,22 +138,33 @@ class Platform:
         self.write_runtime()
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
+        """Until people can use the platform: the hub answers, the platform API answers, and the
+        proxy routes to both (the hub adds the routes some time after it answers)."""
         deadline = time.monotonic() + timeout
-        urls = [
-            f"{self.local_url}/hub/health",
-            f"http://127.0.0.1:{self.runtime.api_port}/services/himalia/openapi.json",
+        proxy_api = f"http://127.0.0.1:{self.runtime.proxy_api_port}/api/routes"
+        proxy_auth = {"Authorization": f"token {self.proxy.env['CONFIGPROXY_AUTH_TOKEN']}"}
+
+        def routed(client: httpx.Client) -> bool:
+            routes = client.get(proxy_api, headers=proxy_auth).json()
+            return "/" in routes and f"/services/{hubconfig.API_SERVICE}/" in routes
+
+        checks = [
+            lambda client: client.get(f"http://127.0.0.1:{self.runtime.hub_port}/hub/health").status_code == 200,
+            lambda client: client.get(f"http://127.0.0.1:{self.runtime.api_port}/services/"
+                                      f"{hubconfig.API_SERVICE}/openapi.json").status_code < 500,
+            routed,
         ]
         with httpx.Client(timeout=2) as client:
-            for url in urls:
+            for ready in checks:
                 while True:
                     if not self.hub.running():
                         raise CLIError(f"JupyterHub exited during start-up; see {self.hub.log_path}")
                     if not self.proxy.running():
                         raise CLIError(f"The proxy exited during start-up; see {self.proxy.log_path}")
                     try:
-                        if client.get(url).status_code < 500:
+                        if ready(client):
                             break
-                    except httpx.HTTPError:
+                    except (httpx.HTTPError, ValueError):
                         pass
                     if time.monotonic() > deadline or self.stopping.is_set():
                         raise CLIError(f"The platform did not become ready in {timeout:.0f}s; see {self.paths.logs}")

@@ -146,7 +146,8 @@ class Platform:
 
         def routed(client: httpx.Client) -> bool:
             routes = client.get(proxy_api, headers=proxy_auth).json()
-            return "/" in routes and f"/services/{hubconfig.API_SERVICE}/" in routes
+            # The proxy keeps route specs without their trailing slash (except "/").
+            return "/" in routes and f"/services/{hubconfig.API_SERVICE}" in routes
 
         checks = [
             lambda client: client.get(f"http://127.0.0.1:{self.runtime.hub_port}/hub/health").status_code == 200,

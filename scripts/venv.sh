@@ -1,5 +1,6 @@
 # Sourced by scripts/up.sh and tests/run.sh: make `.venv` and install himalia into it.
 # Usage: install_himalia [EXTRAS]   (e.g. install_himalia test)
+# The `stack` extra (users' data-science packages, docs/user-environment.md) is always installed.
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 apt_updated=""
@@ -21,8 +22,7 @@ install_himalia() {
   if [ ! -x .venv/bin/python ]; then
     "$py" -m venv .venv 2>/dev/null || { apt_install python3-venv; rm -rf .venv; "$py" -m venv .venv; }
   fi
-  local spec="."
-  [ -z "$extras" ] || spec=".[$extras]"
+  local spec=".[stack${extras:+,$extras}]"
   .venv/bin/python -m pip install -q --disable-pip-version-check -U pip 2>&1 | { grep -v "^WARNING: Location" || true; }
   .venv/bin/python -m pip install -q --disable-pip-version-check -e "$spec" 2>&1 | { grep -v "^WARNING: Location" || true; }
   .venv/bin/python -c "import himalia.hub, himalia.magics, himalia.kernels, himalia.extension, himalia.sdk"

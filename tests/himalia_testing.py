@@ -424,6 +424,12 @@ class Kernel:
         self.ws.close()
         requests.delete(f"{self.server_url}api/kernels/{self.id}", headers=self.headers, timeout=30)
 
+    def __enter__(self) -> "Kernel":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
 
 @dataclass
 class JupyterProcess:

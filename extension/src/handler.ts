@@ -15,7 +15,8 @@ export interface IWhoAmI {
  */
 export interface IServiceHealth {
   ok: boolean;
-  detail: string;
+  /** Internal URLs and errors: only administrators get them. */
+  detail?: string;
 }
 
 /**

@@ -5,6 +5,7 @@ import {
 } from '@jupyterlab/application';
 
 import { HimaliaClient } from './handler';
+import helpPlugin from './help';
 import { HimaliaSidebar } from './sidebar';
 
 /**
@@ -27,4 +28,4 @@ const sidebarPlugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default sidebarPlugin;
+export default [sidebarPlugin, helpPlugin];

@@ -163,7 +163,7 @@ function renderHealth(health: IHealth): HTMLElement {
     const service = health.services[name];
     const row = body.insertRow();
     row.dataset.service = name;
-    row.title = service.detail;
+    row.title = service.detail ?? '';
     row.insertCell().textContent = name;
     row.insertCell().appendChild(stateBadge(service.ok));
   }

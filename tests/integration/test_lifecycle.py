@@ -28,7 +28,8 @@ def test_hub_restart_keeps_user_servers_running(sqlite_platform, unique_name):
     kernel.execute("x = 41")
     old_hub = platform.runtime()["pids"]["hub"]
     old_api = platform.api("GET", "/services/himalia").json()["pid"]
-    assert alive(old_api)
+    old_culler = platform.api("GET", "/services/idle-culler").json()["pid"]
+    assert alive(old_api) and alive(old_culler)
 
     os.kill(old_hub, signal.SIGTERM)
     new_hub = wait_for(lambda: (pid := platform.runtime()["pids"]["hub"]) != old_hub and pid, 60,
@@ -41,6 +42,12 @@ def test_hub_restart_keeps_user_servers_running(sqlite_platform, unique_name):
     new_api = wait_for(lambda: platform.api("GET", "/services/himalia").json().get("pid"), 30,
                        what="the new API service")
     assert new_api != old_api and alive(new_api)
+    # The new hub starts the culler after the API answers: wait for it too, so the platform
+    # is whole again when this test ends.
+    new_culler = wait_for(lambda: platform.api("GET", "/services/idle-culler").json().get("pid"), 60,
+                          what="the new idle culler")
+    assert new_culler != old_culler and alive(new_culler)
+    wait_for(lambda: not alive(old_culler), 30, what="the old idle culler to exit")
     user = platform.api("GET", f"/users/{name}").json()
     assert user["servers"][""]["ready"] is True
     # The very same kernel still holds its state: the server process survived the hub restart.
@@ -76,7 +83,7 @@ def test_second_up_on_the_same_state_reuses_it_and_stop_leaves_nothing(proxy_bin
         tree = platform.processes()
         commands = " ".join(" ".join(p.cmdline()) for p in tree)
         for part in ("configurable-http-proxy", "jupyterhub", "himalia.hub.services.api",
-                     "jupyterhub_idle_culler", "jupyterhub-singleuser", "himalia.kernels"):
+                     "jupyterhub_idle_culler", "himalia.kernels.singleuser", "himalia.kernels -f"):
             assert part in commands, part
         assert platform.stop() == 0
         left = [p for p in tree if p.is_running() and p.status() != "zombie"]

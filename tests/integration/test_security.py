@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import stat
 
 import pytest
@@ -27,11 +28,19 @@ def platform(sqlite_platform):
     return sqlite_platform
 
 
+#: Values that name an existing object, for routes with path parameters; others get "x".
+EXAMPLES = {"name": "index.md"}
+
+
+def fill(path: str) -> str:
+    return re.sub(r"\{([^}:]+)(:[^}]*)?\}", lambda m: EXAMPLES.get(m.group(1), "x"), path)
+
+
 def api_routes(platform) -> list[tuple[str, str]]:
     """(method, path) of every route the API documents, plus its documentation routes."""
     spec = requests.get(f"{platform.url}{API}/openapi.json", timeout=30,
                         headers={"Authorization": f"token {platform.admin_token}"}).json()
-    routes = [(method.upper(), path) for path, item in spec["paths"].items() for method in item]
+    routes = [(method.upper(), fill(path)) for path, item in spec["paths"].items() for method in item]
     routes += [("GET", f"{API}/openapi.json"), ("GET", f"{API}/docs"), ("GET", f"{API}/")]
     assert ("GET", f"{API}/api/v1/health") in routes
     return routes
@@ -148,15 +157,15 @@ def test_no_user_code_and_no_platform_service_runs_as_root(platform, unique_name
         by_part = {}
         for proc in platform.processes():
             cmd = " ".join(proc.cmdline())
-            for part in ("himalia.hub.services.api", "jupyterhub_idle_culler", "jupyterhub-singleuser",
-                         "himalia.kernels"):
+            for part in ("himalia.hub.services.api", "jupyterhub_idle_culler",
+                         "himalia.kernels.singleuser", "himalia.kernels -f"):
                 if part in cmd:
                     by_part.setdefault(part, set()).add(pwd.getpwuid(proc.uids().real).pw_name)
         service = platform.user_prefix + "svc"
         assert by_part["himalia.hub.services.api"] == {service}
         assert by_part["jupyterhub_idle_culler"] == {service}
-        assert by_part["jupyterhub-singleuser"] >= {platform.user_prefix + name}
-        assert "root" not in by_part["jupyterhub-singleuser"] | by_part["himalia.kernels"]
+        assert by_part["himalia.kernels.singleuser"] >= {platform.user_prefix + name}
+        assert "root" not in by_part["himalia.kernels.singleuser"] | by_part["himalia.kernels -f"]
     finally:
         kernel.close()
     platform.stop_server(name)

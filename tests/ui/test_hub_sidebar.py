@@ -63,6 +63,17 @@ def test_scientist_spawns_from_the_form_and_sees_the_platform_in_the_sidebar(
         expect(panel.locator(".jp-himalia-error")).to_have_count(0, timeout=TIMEOUT_MS)
         panel.screenshot(path=str(tmp_path / "hub-sidebar.png"))
         page.screenshot(path=str(tmp_path / "hub-lab.png"))
+
+        # Help > himalia documentation opens the platform's guide in a new tab.
+        page.locator('.lm-MenuBar-itemLabel:text-is("Help")').click()
+        with page.context.expect_page() as opened:
+            page.locator('.lm-Menu-itemLabel:text-is("himalia documentation")').click()
+        guide = opened.value
+        guide.wait_for_load_state()
+        assert guide.url == f"{platform.url}/services/himalia/guide/", guide.url
+        expect(guide.locator("h1")).to_have_text("himalia documentation", timeout=TIMEOUT_MS)
+        expect(guide.locator('a[href="quickstart.md"]')).to_have_count(1)
+        guide.close()
     finally:
         # Close the page first: JupyterLab would otherwise keep calling a server being stopped.
         page.close()

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, HTTPException
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from himalia_testing import free_port
@@ -24,6 +24,7 @@ from jupyterhub.services.auth import HubOAuth
 
 from himalia.hub.services.api import APISettings, create_app
 from himalia.hub.services.api.__main__ import cookie_secret
+from himalia.hub.services.api.app import DOCS_ASSETS, DOCS_CSP
 from himalia.hub.services.api.authz import (
     PUBLIC_ROUTES,
     Forbidden,
@@ -133,16 +134,24 @@ def post_echo(client: TestClient, headers: dict):
     return client.post(f"{PREFIX}/api/v1/echo", headers=headers)
 
 
+#: Values that name an existing object, for routes with path parameters; others get "x".
+EXAMPLES = {"name": "index.md"}
+
+
+def fill(path: str) -> str:
+    return re.sub(r"\{([^}:]+)(:[^}]*)?\}", lambda m: EXAMPLES.get(m.group(1), "x"), path)
+
+
 def protected_endpoints(app: FastAPI) -> list[tuple[str, str]]:
     """(method, path) of every route of ``app.routes`` (included routers flattened) but the
-    public ones; path parameters filled with 'x'."""
+    public ones; path parameters filled from ``EXAMPLES``."""
     public = {PREFIX + p for p in PUBLIC_ROUTES}
     found = []
     for route, path, _ in iter_routes(app):
         assert isinstance(route, APIRoute), f"{route!r} is not an APIRoute: authz cannot see it"
         if path in public:
             continue
-        found.extend((method, re.sub(r"\{[^}]+\}", "x", path)) for method in sorted(route.methods))
+        found.extend((method, fill(path)) for method in sorted(route.methods))
     return found
 
 
@@ -152,7 +161,7 @@ def protected_endpoints(app: FastAPI) -> list[tuple[str, str]]:
 def test_route_list_covers_openapi_document_docs_and_spec(app, client):
     endpoints = {path for _, path in protected_endpoints(app)}
     spec = client.get(f"{PREFIX}/openapi.json", headers=token("tok-viewer")).json()
-    documented = set(spec["paths"])
+    documented = {fill(path) for path in spec["paths"]}
 
     assert {f"{PREFIX}/api/v1/whoami", f"{PREFIX}/api/v1/health"} <= documented
     assert documented <= endpoints
@@ -267,7 +276,28 @@ def test_docs_page_inlines_the_spec_and_fetches_nothing(client):
     assert "SwaggerUIBundle" in r.text
     assert '"spec": {' in r.text and f"{PREFIX}/api/v1/whoami" in r.text
     assert "url: ''" in r.text
-    assert r.headers["content-security-policy"] == "frame-ancestors 'none'"
+    assert r.headers["content-security-policy"] == DOCS_CSP
+    assert "frame-ancestors 'none'" in DOCS_CSP and "default-src 'self'" in DOCS_CSP
+
+
+def test_docs_page_loads_swagger_ui_from_the_api_not_a_cdn(client):
+    page = client.get(f"{PREFIX}/docs", headers={**token("tok-viewer"), "Accept": "text/html"}).text
+    loaded = re.findall(r'(?:src|href)="([^"]+)"', page)
+
+    assert sorted(loaded) == sorted(f"{PREFIX}/static/docs/{name}" for name in DOCS_ASSETS)
+    assert '"validatorUrl": null' in page
+    for url in loaded:
+        r = client.get(url, headers=token("tok-viewer"))
+        assert r.status_code == 200, (url, r.text[:200])
+        assert r.headers["content-type"].startswith(DOCS_ASSETS[url.rsplit("/", 1)[1]])
+        assert len(r.content) > 1000
+
+
+def test_docs_assets_need_a_login_like_every_route(client):
+    r = client.get(f"{PREFIX}/static/docs/swagger-ui-bundle.js")
+
+    assert r.status_code == 401
+    assert f"{PREFIX}/static/docs/swagger-ui-bundle.js" not in {PREFIX + p for p in PUBLIC_ROUTES}
 
 
 def test_openapi_lists_routes_under_the_service_prefix(app, client):
@@ -300,7 +330,33 @@ def test_unknown_route_is_json_404(client):
     r = client.get(f"{PREFIX}/no/such/route")
 
     assert r.status_code == 404
-    assert r.json() == {"status": 404, "message": "Not Found"}
+    assert r.json() == {
+        "status": 404,
+        "message": f"No such route: GET {PREFIX}/no/such/route. "
+                   f"The routes are listed at {PREFIX}/docs.",
+    }
+
+
+def test_wrong_method_is_json_405_naming_the_allowed_ones(client):
+    r = client.delete(f"{PREFIX}/api/v1/whoami", headers=token("tok-scientist"))
+
+    assert r.status_code == 405
+    assert r.json() == {
+        "status": 405,
+        "message": f"DELETE is not allowed on {PREFIX}/api/v1/whoami; use GET.",
+    }
+    assert r.headers["allow"] == "GET"
+    assert r.headers["content-security-policy"] == "sandbox; frame-ancestors 'none'"
+
+
+def test_a_routes_own_404_message_is_kept(app, client):
+    @app.get(f"{PREFIX}/api/v1/things/{{thing}}", dependencies=[Depends(allow())])
+    async def thing(thing: str) -> dict:
+        raise HTTPException(404, f"No thing {thing}.")
+
+    r = client.get(f"{PREFIX}/api/v1/things/x", headers=token("tok-scientist"))
+
+    assert r.json() == {"status": 404, "message": "No thing x."}
 
 
 # -- the browser's cookie --------------------------------------------------------------------

@@ -168,13 +168,23 @@ def test_the_himalia_wheel_is_copied_and_pip_installed(image):
 
 def test_gpu_image_installs_the_gpu_extra():
     installs = [run for run in values(load("gpu"), "RUN") if "pip install" in run]
-    assert any("[gpu]" in run for run in installs)
+    assert any(re.search(r"\[[^\]]*\bgpu\b[^\]]*\]", run) for run in installs)
+
+
+@pytest.mark.parametrize("image", ["base", "gpu"])
+def test_single_user_images_install_the_data_science_stack(image):
+    installs = [run for run in values(load(image), "RUN") if "pip install" in run]
+    assert any(re.search(r"\[[^\]]*\bstack\b[^\]]*\]", run) for run in installs)
 
 
 def test_hub_image_installs_the_spawner_backends_and_the_proxy():
     runs = values(load("hub"), "RUN")
     assert any(re.search(r"\[[^\]]*docker[^\]]*\]", run) and "k8s" in run for run in runs)
-    assert any(re.search(r"npm install .*configurable-http-proxy@\d", run) for run in runs)
+    from himalia.hub.proxy import CHP_VERSION
+
+    # The exact version the platform runs (hub/himalia/hub/chp/package-lock.json), as on a machine.
+    assert any(re.search(rf"npm install .*configurable-http-proxy@{re.escape(CHP_VERSION)}\b", run)
+               for run in runs)
 
 
 @pytest.mark.parametrize(

@@ -60,3 +60,27 @@ def test_client_from_env_names_the_missing_setting():
         Client.from_env({"JUPYTERHUB_API_TOKEN": "t"})
     with pytest.raises(HimaliaError, match="JUPYTERHUB_API_TOKEN"):
         Client.from_env({"HIMALIA_API_URL": "http://127.0.0.1:1/"})
+
+
+@pytest.mark.parametrize("flag", ["-h", "--help"])
+def test_himalia_answers_help_without_calling_the_platform(ip, capsys, flag):
+    magics(ip).client_factory = lambda: pytest.fail("--help must not call the platform")
+    assert ip.run_line_magic("himalia", flag) is None
+    out = capsys.readouterr().out
+    assert "%himalia" in out and "--json" in out and "platform role" in out
+
+
+def test_unknown_options_are_a_usage_error_that_points_to_help(ip):
+    magics(ip).client_factory = FakeClient
+    with pytest.raises(UsageError, match=r"unrecognized arguments: --bogus \(see %himalia --help\)"):
+        ip.run_line_magic("himalia", "--bogus")
+
+
+def test_himalia_lists_the_himalia_magics(ip, capsys):
+    magics(ip).client_factory = FakeClient
+    ip.run_line_magic("himalia", "")
+    out = capsys.readouterr().out
+    assert "magics (each answers --help):" in out
+    assert "%himalia" in out.split("magics (each answers --help):")[1]
+    listed = ip.run_line_magic("himalia", "--json")["magics"]
+    assert "%himalia" in listed and "%load_ext" not in listed

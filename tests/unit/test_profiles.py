@@ -439,3 +439,58 @@ def test_hub_answers_bad_profile_with_400(hub_api, body, message):
     reply = json.loads(text)
     assert message in reply["message"]
     assert "Valid profiles: cpu, gpu, dask" in reply["message"]
+
+
+# -- profiles a deployment cannot start ----------------------------------------------------------
+
+
+class NoGPUSpawner(ProfileLocalSpawner):
+    """A backend on a host without GPUs, as the local spawner says through the hook."""
+
+    def profile_unavailable(self, profile):
+        return "this host has no GPU" if profile.gpus else None
+
+
+def test_every_profile_is_available_unless_the_backend_says_otherwise():
+    assert make_spawner().unavailable_profiles() == {}
+    assert " disabled" not in make_spawner().options_form
+
+
+def test_the_form_shows_an_unavailable_profile_disabled_with_the_reason(profiles):
+    form = options_form_html(profiles, {"gpu": "this host has no GPU"})
+    gpu = form[form.index('id="himalia-profile-gpu"'):]
+
+    assert gpu.split(">", 1)[0].endswith(" disabled")
+    assert "Not available here: this host has no GPU" in gpu.split("</div>", 1)[0]
+    assert 'value="cpu" checked' in form
+
+
+def test_an_unavailable_default_profile_moves_the_default_to_one_that_starts(profiles):
+    gpu_first = parse_profiles([{**DEFAULT_PROFILES[1], "default": True},
+                                {**DEFAULT_PROFILES[0], "default": False}])
+    form = options_form_html(gpu_first, {"gpu": "no GPU"})
+
+    assert 'value="gpu" disabled' in form.replace(" checked", "")
+    assert 'value="cpu" checked' in form
+
+
+def test_the_spawner_form_uses_the_backends_reasons():
+    form = NoGPUSpawner(user=FakeUser(), hub=Hub()).options_form
+
+    assert 'id="himalia-profile-gpu-unavailable"' in form
+    assert "this host has no GPU" in form
+
+
+def test_asking_for_an_unavailable_profile_is_a_400_that_says_why():
+    spawner = NoGPUSpawner(user=FakeUser(), hub=Hub())
+    with pytest.raises(web.HTTPError) as info:
+        asyncio.run(spawner._run_apply_user_options({"profile": "gpu"}))
+
+    assert info.value.status_code == 400
+    assert info.value.get_message() == (
+        "Profile 'gpu' is not available here: this host has no GPU. "
+        "Available profiles: cpu, dask")
+    assert info.value.jupyterhub_message == info.value.get_message()
+    assert spawner.himalia_profile is None
+    asyncio.run(spawner._run_apply_user_options({"profile": "cpu"}))
+    assert spawner.himalia_profile.name == "cpu"

@@ -62,9 +62,26 @@ def jupyter_server(tmp: Path, config: str, env: dict[str, str]) -> Iterator[Jupy
         yield server
 
 
+def spawner_kernel_settings() -> str:
+    """The kernel settings among the arguments the hub starts every server with, as config."""
+    from himalia.hub.config import HimaliaConfig
+    from himalia.hub.hubconfig import Runtime, build_hub_config
+
+    cfg = HimaliaConfig(state_dir="/nonexistent")
+    args = build_hub_config(cfg, Runtime(hub_port=1, api_port=2, proxy_api_port=3), as_root=False).Spawner.args
+    lines = []
+    for arg in args:
+        key, _, value = arg.lstrip("-").partition("=")
+        if key.startswith(("ServerApp.kernel_spec", "MappingKernelManager.")):
+            lines.append(f"c.{key} = {value!r}")
+    assert len(lines) == 2, args
+    return "\n".join(lines) + "\n"
+
+
 @pytest.fixture(scope="module")
 def fake_platform_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterProcess]:
-    with jupyter_server(tmp_path_factory.mktemp("fake"), FAKE_PLATFORM, {}) as server:
+    config = FAKE_PLATFORM + spawner_kernel_settings()
+    with jupyter_server(tmp_path_factory.mktemp("fake"), config, {}) as server:
         yield server
 
 
@@ -130,3 +147,22 @@ def test_platform_that_does_not_answer_in_time_gives_503(tmp_path: Path) -> None
     assert response.status_code == 503
     assert response.json() == {"message": "The himalia platform API did not answer within 0.5 s."}
     assert elapsed < 10
+
+
+def test_the_himalia_kernel_is_the_default_and_stands_in_for_plain_python(
+    fake_platform_server: JupyterProcess,
+) -> None:
+    """With the kernel settings the hub gives every server (hubconfig's Spawner.args)."""
+    from himalia_testing import Kernel
+
+    specs = fake_platform_server.get("api/kernelspecs", fake_platform_server.token).json()
+    assert specs["default"] == "himalia"
+    assert "python3" not in specs["kernelspecs"], "the Launcher must not offer a kernel without magics"
+    # A notebook written for the plain Python kernel still opens, with the platform's magics.
+    kernel = Kernel(fake_platform_server.url, fake_platform_server.token, kernel_name="python3")
+    try:
+        out = kernel.execute("%himalia --help")
+        assert out["error"] is None, out
+        assert "%himalia" in out["stdout"]
+    finally:
+        kernel.close()

@@ -1,4 +1,5 @@
-"""Thin hub handlers for accounts: invitations (REST and the invitee's page), sign-up, approval.
+"""Thin hub handlers for accounts: invitations (REST and the invitee's page), sign-up, approval,
+the admins' People page, and the checks on names JupyterHub's user API leaves out.
 
 The rules live on the authenticator (:mod:`himalia.hub.auth`) and in
 :mod:`himalia.hub.invitations`; these handlers parse requests and render answers. Pages that
@@ -8,9 +9,12 @@ change state do so only on POST, where the hub checks the ``_xsrf`` form field.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from jinja2 import ChoiceLoader, FileSystemLoader
+from jupyterhub import orm
+from jupyterhub.apihandlers import users
 from jupyterhub.apihandlers.base import APIHandler
 from jupyterhub.handlers import BaseHandler
 from jupyterhub.scopes import needs_scope
@@ -46,28 +50,41 @@ class TemplatesMixin:
 
 # -- people --------------------------------------------------------------------------------
 class SignUpHandler(native.SignUpHandler):
-    """NativeAuthenticator's sign-up, except for names only an invitation may claim."""
+    """NativeAuthenticator's sign-up, with the name rule on the page, a clear refusal of
+    invalid names, and no sign-up under names only an invitation may claim."""
+
+    async def _refuse(self, status: int, message: str, username: str = "") -> None:
+        html = await self.render_template(
+            "signup.html",
+            ask_email=self.authenticator.ask_email_on_signup,
+            alert="alert-danger",
+            result_message=message,
+            username=username,
+            two_factor_auth=self.authenticator.allow_2fa,
+            recaptcha_key=self.authenticator.recaptcha_key,
+            tos=self.authenticator.tos,
+        )
+        self.set_status(status)
+        self.finish(html)
 
     async def post(self):
         if not self.authenticator.enable_signup:
             raise web.HTTPError(404)
         raw = self.get_body_argument("username", "", strip=False)
-        name = self.authenticator.normalize_username(raw)
-        if not self.authenticator.is_reserved_name(name):
-            return await super().post()
-        html = await self.render_template(
-            "signup.html",
-            ask_email=self.authenticator.ask_email_on_signup,
-            alert="alert-danger",
-            result_message=(f"The name {name} is reserved: an administrator set up this account. "
-                            "Open the invitation link your administrator sent you to choose "
-                            "its password."),
-            two_factor_auth=self.authenticator.allow_2fa,
-            recaptcha_key=self.authenticator.recaptcha_key,
-            tos=self.authenticator.tos,
-        )
-        self.set_status(409)
-        self.finish(html)
+        try:
+            name = self.authenticator.checked_username(raw)
+        except web.HTTPError as e:
+            await self._refuse(400, e.log_message, username=raw)
+            return
+        if self.authenticator.is_reserved_name(name):
+            await self._refuse(
+                409,
+                f"The name {name} is reserved: an administrator set up this account. Open the "
+                "invitation link your administrator sent you to choose its password.",
+                username=name,
+            )
+        else:
+            await super().post()
 
 
 class InvitationHandler(TemplatesMixin, BaseHandler):
@@ -200,10 +217,9 @@ def parse_invitation_request(body, authenticator) -> tuple[str, str | None, int 
                                  f"allowed: {', '.join(INVITATION_FIELDS)}.")
     raw = body.get("username")
     if not isinstance(raw, str) or not raw.strip():
-        raise web.HTTPError(400, "username is required: the hub name of the person to invite.")
-    name = authenticator.normalize_username(raw)
-    if not authenticator.validate_username(name):
-        raise web.HTTPError(400, f"Invalid username {name!r}: {authenticator.username_rule()}.")
+        raise web.HTTPError(400, "username is required: the hub name of the person to invite "
+                                 f"({authenticator.username_rule()}).")
+    name = authenticator.checked_username(raw)
     role = body.get("role")
     if role is not None and role not in ROLES:
         raise web.HTTPError(400, f"role must be one of {', '.join(ROLES)}, not {role!r}.")
@@ -216,17 +232,12 @@ def parse_invitation_request(body, authenticator) -> tuple[str, str | None, int 
     return name, role, expires_in
 
 
-class InvitationListAPIHandler(APIHandler):
-    """``/hub/api/invitations``: list pending invitations (GET), invite someone (POST)."""
+class InvitingMixin:
+    """Invites someone on behalf of the logged-in admin (REST API and People page)."""
 
-    @needs_scope("admin:users")
-    def get(self):
-        pending = invitations.pending_invitations(self.db)
-        self.write(json.dumps([invitation_model(i) for i in pending]))
-
-    @needs_scope("admin:users")
-    async def post(self):
-        name, role, expires_in = parse_invitation_request(self.get_json_body(), self.authenticator)
+    async def invite_person(self, name: str, role: str | None = None,
+                            expires_in: int | None = None) -> invitations.IssuedInvitation:
+        """Create the hub user ``name`` if needed and give them a fresh invitation."""
         # An invitation moves its user between role groups (up to admins): only for callers
         # who could do that through the groups API themselves.
         missing = [g for g in ROLE_GROUPS.values() if not self.has_scope(f"groups!group={g}")]
@@ -242,8 +253,22 @@ class InvitationListAPIHandler(APIHandler):
                 self.log.error("Failed to create user %s", name, exc_info=True)
                 self.users.delete(user)
                 raise web.HTTPError(400, f"Could not create the hub user {name}: {e}") from e
-        issued = self.authenticator.invite(user.orm_user, role, expires_in,
-                                           created_by=self.current_user.name)
+        return self.authenticator.invite(user.orm_user, role, expires_in,
+                                         created_by=self.current_user.name)
+
+
+class InvitationListAPIHandler(InvitingMixin, APIHandler):
+    """``/hub/api/invitations``: list pending invitations (GET), invite someone (POST)."""
+
+    @needs_scope("admin:users")
+    def get(self):
+        pending = invitations.pending_invitations(self.db)
+        self.write(json.dumps([invitation_model(i) for i in pending]))
+
+    @needs_scope("admin:users")
+    async def post(self):
+        name, role, expires_in = parse_invitation_request(self.get_json_body(), self.authenticator)
+        issued = await self.invite_person(name, role, expires_in)
         self.set_status(201)
         self.write(json.dumps({
             "username": name,
@@ -263,3 +288,138 @@ class InvitationAPIHandler(APIHandler):
             raise web.HTTPError(404, f"{name} has no unused invitation.")
         self.log.info("%s revoked the invitations of %s", self.current_user.name, name)
         self.set_status(204)
+
+
+# -- names in JupyterHub's user API ----------------------------------------------------------
+class UserListAPIHandler(users.UserListAPIHandler):
+    """``POST /hub/api/users`` (the admin page's "Add Users"): every name is checked before
+    anyone is created; one bad name refuses the whole request, naming each bad one and why."""
+
+    @needs_scope("admin:users")
+    async def post(self):
+        data = self.get_json_body()
+        names = data.get("usernames") if isinstance(data, dict) else None
+        if isinstance(names, list) and names:
+            refused = self.authenticator.refused_usernames(names)
+            if refused:
+                raise web.HTTPError(400, refused)
+        # JupyterHub's own handler normalises the (now valid) names and creates the users.
+        return await super().post()
+
+
+class UserAPIHandler(users.UserAPIHandler):
+    """``/hub/api/users/<name>``: names are normalised as at login (``Bob`` is ``bob``) and an
+    invalid one is a 400 that says what names are allowed."""
+
+    def _existing_or_normal(self, user_name: str) -> str:
+        normal = self.authenticator.normalize_username(user_name)
+        # Most requests name a user as stored: no extra database lookup on this hot path.
+        # A user created before names were normalised keeps answering under its own name.
+        if normal == user_name or self.find_user(user_name) is None:
+            return normal
+        return user_name
+
+    @needs_scope("admin:users")
+    async def post(self, user_name):
+        name = self.authenticator.checked_username(user_name)
+        return await super().post(name)
+
+    async def get(self, user_name):
+        return await super().get(self._existing_or_normal(user_name))
+
+    async def delete(self, user_name):
+        return await super().delete(self._existing_or_normal(user_name))
+
+    @needs_scope("admin:users")
+    async def patch(self, user_name):
+        data = self.get_json_body()
+        if isinstance(data, dict) and "name" in data:
+            self.authenticator.checked_username(data["name"])
+        return await super().patch(self._existing_or_normal(user_name))
+
+
+# -- the People page --------------------------------------------------------------------------
+@dataclass
+class Person:
+    """One row of the People page."""
+
+    name: str
+    role: str | None = None
+    admin: bool = False
+    has_password: bool = False
+    approved: bool = False
+    signed_up: bool = False
+    invitation: object | None = None
+    hub_user: bool = True
+
+    @property
+    def sign_up_pending(self) -> bool:
+        return self.signed_up and not self.approved
+
+
+def people(db, authenticator) -> list[Person]:
+    """Every hub user and every sign-up, by name, with role, password and what is pending."""
+    infos = {info.username: info for info in db.query(UserInfo)}
+    pending = {invitation.username: invitation
+               for invitation in invitations.pending_invitations(db)}
+    found = []
+    for user in db.query(orm.User).order_by(orm.User.name):
+        info = infos.pop(user.name, None)
+        found.append(Person(
+            name=user.name, role=authenticator.role_of(user), admin=bool(user.admin),
+            has_password=info is not None, approved=bool(info and info.is_authorized),
+            signed_up=info is not None, invitation=pending.get(user.name),
+        ))
+    # Sign-ups become hub users at their first login.
+    for name, info in infos.items():
+        found.append(Person(name=name, has_password=True, approved=bool(info.is_authorized),
+                            signed_up=True, invitation=pending.get(name), hub_user=False))
+    return sorted(found, key=lambda person: person.name)
+
+
+class PeopleHandler(TemplatesMixin, InvitingMixin, BaseHandler):
+    """``/hub/people``: everyone with their platform role, password, invitation and sign-up;
+    the invite form (POST) shows the new invitation link once."""
+
+    async def _render(self, **ns) -> str:
+        everyone = people(self.db, self.authenticator)
+        return await self.render_template(
+            "himalia-people.html",
+            people=everyone,
+            pending_signups=sum(person.sign_up_pending for person in everyone),
+            roles=ROLES,
+            default_role=self.authenticator.default_role(),
+            username_rule=self.authenticator.username_rule(),
+            **ns,
+        )
+
+    def _absolute(self, path: str) -> str:
+        public = self.settings.get("public_url")
+        if public:
+            return f"{public.scheme}://{public.netloc}{path}"
+        return f"{self.request.protocol}://{self.request.host}{path}"
+
+    @web.authenticated
+    @needs_scope("admin:users")
+    async def get(self):
+        self.finish(await self._render())
+
+    @needs_scope("admin:users")
+    async def post(self):
+        raw = self.get_body_argument("username", "").strip()
+        role = self.get_body_argument("role", "") or None
+        try:
+            name, role, _ = parse_invitation_request({"username": raw, "role": role},
+                                                     self.authenticator)
+            issued = await self.invite_person(name, role)
+        except web.HTTPError as e:
+            self.set_status(e.status_code)
+            self.finish(await self._render(error=e.log_message, typed_name=raw, typed_role=role))
+            return
+        # The link is a password until used: shown in this answer only, never cached.
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("Referrer-Policy", "no-referrer")
+        self.finish(await self._render(
+            invited=issued.invitation,
+            invitation_link=self._absolute(f"{self.hub.base_url}invite/{issued.token}"),
+        ))

@@ -24,7 +24,7 @@ from nativeauthenticator import NativeAuthenticator
 from nativeauthenticator.handlers import ChangePasswordAdminHandler, ChangePasswordHandler
 from nativeauthenticator.orm import UserInfo
 from oauthenticator.generic import GenericOAuthenticator
-from sqlalchemy import delete
+from sqlalchemy import delete, func
 from sqlalchemy.orm import object_session
 from tornado import web
 from tornado.web import RequestHandler
@@ -39,6 +39,11 @@ from .throttle import LoginThrottle, ThrottlePolicy
 
 #: Every route HimaliaAuthenticator adds under the hub prefix (``/hub``).
 ROUTES = [
+    # Ahead of JupyterHub's own handlers for these paths (init_handlers puts an
+    # authenticator's first): they check user names before JupyterHub creates anyone.
+    (r"/api/users", h.UserListAPIHandler),
+    (r"/api/users/([^/]+)", h.UserAPIHandler),
+    (r"/people", h.PeopleHandler),
     (r"/signup", h.SignUpHandler),
     (r"/invite/([^/]+)", h.InvitationHandler),
     (r"/authorize", h.AuthorizationAreaHandler),
@@ -64,6 +69,12 @@ def state_changing_routes() -> list[tuple[str, type, tuple[str, ...]]]:
         if methods:
             found.append((path, handler, methods))
     return found
+
+
+def shown_name(raw, limit: int = 40) -> str:
+    """``raw`` quoted for a message, cut short when long (anything can be typed as a name)."""
+    text = repr(raw)
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
 
 
 def client_address(handler, trusted_proxies=()) -> str:
@@ -255,7 +266,20 @@ class HimaliaAuthenticator(RoleGroupMixin, NativeAuthenticator):
     def get_handlers(self, app):
         # No /login: the hub's own LoginHandler shows errors raised by authenticate
         # (NativeAuthenticator's needs the statsd client JupyterHub 6 removed).
+        # Hub pages show admins the number of sign-ups waiting for approval (the navigation
+        # bar in templates/page.html) and everyone the rule for names; configured
+        # template_vars win.
+        app.template_vars.setdefault("himalia_pending_signups", self.pending_signups)
+        app.template_vars.setdefault("himalia_username_rule", self.username_rule())
         return list(ROUTES)
+
+    def pending_signups(self, user=None) -> int:
+        """How many sign-ups wait for an administrator's approval (0 for pages nobody is
+        logged in to, which show no count)."""
+        if user is None:
+            return 0
+        return (self.db.query(func.count(UserInfo.username))
+                .filter(UserInfo.is_authorized.is_(False)).scalar() or 0)
 
     # -- login -------------------------------------------------------------------------------
     def login_throttle(self) -> LoginThrottle:
@@ -361,6 +385,55 @@ class HimaliaAuthenticator(RoleGroupMixin, NativeAuthenticator):
         if self.username_pattern:
             rule += f", and must match the regular expression {self.username_pattern}"
         return rule
+
+    def username_fault(self, raw) -> tuple[str, str | None]:
+        """``(normalised name, what is wrong with it)``; the fault is None for a valid name.
+
+        Names are normalised the way login and sign-up do it (lowercase, ``username_map``),
+        so one name is one person everywhere.
+        """
+        if not isinstance(raw, str):
+            return "", "is not a string"
+        if not raw:
+            return "", "is empty"
+        name = self.normalize_username(raw)
+        if self.validate_username(name):
+            return name, None
+        return name, "; ".join(self._faults(name)) or "does not match the rule"
+
+    def _faults(self, name: str) -> list[str]:
+        # Probes around a name the rule surely allows say which part of ``name`` breaks it.
+        valid = self.validate_username
+        if not valid("a"):
+            return []
+        faults = []
+        if not valid("a" * len(name)):
+            faults.append(f"has {len(name)} characters, too many")
+        bad = sorted({c for c in name if not valid("a" + c + "a") and not valid("a" + c)})
+        if bad:
+            listed = ", ".join(repr(c) for c in bad)
+            faults.append(f"{listed} {'is' if len(bad) == 1 else 'are'} not allowed")
+        elif not valid(name[0] + "a"):
+            faults.append(f"starts with {name[0]!r}")
+        return faults
+
+    def checked_username(self, raw) -> str:
+        """The normalised form of ``raw``, or a 400 that says what is wrong and what names
+        are allowed."""
+        name, fault = self.username_fault(raw)
+        if fault:
+            raise web.HTTPError(400, f"Invalid user name {shown_name(raw)}: {fault}. "
+                                     f"Allowed: {self.username_rule()}.")
+        return name
+
+    def refused_usernames(self, raws: list) -> str | None:
+        """For a batch of names: a message naming each invalid one and why, or None."""
+        faults = [(raw, self.username_fault(raw)[1]) for raw in raws]
+        bad = [f"{shown_name(raw)} ({fault})" for raw, fault in faults if fault]
+        if not bad:
+            return None
+        return (f"No user was created: {len(bad)} of {len(raws)} names are invalid: "
+                f"{', '.join(bad)}. Allowed: {self.username_rule()}.")
 
     # -- invitations -------------------------------------------------------------------------
     def role_of(self, orm_user) -> str | None:

@@ -18,6 +18,7 @@ from traitlets.config import Config, PyFileConfigLoader
 
 from ._version import __version__
 from .config import ROLE_GROUPS, HimaliaConfig, StatePaths, write_private
+from . import userenv
 from .unixusers import username_help, username_pattern
 
 API_SERVICE = "himalia"
@@ -49,6 +50,7 @@ SERVER_TOKEN_SCOPES = ["users:activity!user", *BASE_SCOPES]
 #: Seconds a user's server trusts the hub's answer about a token: a revoked token stops
 #: working there this soon (JupyterHub's default is 300).
 SERVER_TOKEN_CACHE_SECONDS = 10
+KERNEL_SPEC_MANAGER = "himalia.extension.kernelspecs.HimaliaKernelSpecManager"
 #: OAuthenticator settings that need ``manage_groups``, which conflicts with himalia's role groups.
 GROUP_SETTINGS = ("allowed_groups", "admin_groups", "auth_state_groups_key", "manage_groups")
 
@@ -155,7 +157,6 @@ def _authenticator(c: Config, cfg: HimaliaConfig, paths: StatePaths) -> None:
 
 
 def _spawner(c: Config, cfg: HimaliaConfig, paths: StatePaths, api_url: str) -> None:
-    bindir = Path(sys.executable).parent
     env = {"HIMALIA_API_URL": api_url}
     if cfg.backend == "local":
         c.JupyterHub.spawner_class = "himalia.hub.spawners.HimaliaLocalSpawner"
@@ -163,7 +164,11 @@ def _spawner(c: Config, cfg: HimaliaConfig, paths: StatePaths, api_url: str) -> 
         c.HimaliaLocalSpawner.system_user_prefix = cfg.system_user_prefix
         c.HimaliaLocalSpawner.shared_home_root = str(paths.users)
         c.HimaliaLocalSpawner.account_registry = str(paths.accounts)
-        c.Spawner.cmd = [str(bindir / "jupyterhub-singleuser")]
+        # Servers, kernels and terminals run in the user overlay (`himalia up` makes it): the
+        # shared packages, read-only, and each user's own packages in their home.
+        overlay = userenv.user_environment(userenv.overlay_location(paths.root))
+        c.HimaliaLocalSpawner.user_environment = str(overlay.root)
+        c.Spawner.cmd = overlay.server_command()
     elif cfg.backend == "docker":
         c.JupyterHub.spawner_class = "himalia.hub.backends.HimaliaDockerSpawner"
         # host-gateway makes host.docker.internal resolve on Linux engines too.
@@ -179,6 +184,9 @@ def _spawner(c: Config, cfg: HimaliaConfig, paths: StatePaths, api_url: str) -> 
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
         "--LabApp.extension_manager=readonly",
         f"--HubOAuth.cache_max_age={SERVER_TOKEN_CACHE_SECONDS}",
+        # The himalia kernel (magics loaded) is the default and stands in for plain Python.
+        f"--ServerApp.kernel_spec_manager_class={KERNEL_SPEC_MANAGER}",
+        "--MappingKernelManager.default_kernel_name=himalia",
     ]
     c.Spawner.environment = env
     c.Spawner.server_token_scopes = SERVER_TOKEN_SCOPES

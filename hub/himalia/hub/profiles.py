@@ -266,23 +266,38 @@ def _resources_summary(profile: Profile) -> str:
     return " · ".join(parts)
 
 
-def options_form_html(profiles: Sequence[Profile]) -> str:
-    """Render the spawn options form: one radio button named ``profile`` per profile."""
+def options_form_html(
+    profiles: Sequence[Profile], unavailable: Mapping[str, str] | None = None
+) -> str:
+    """Render the spawn options form: one radio button named ``profile`` per profile.
+
+    ``unavailable`` maps profile names to why they cannot start here; those are shown
+    disabled with the reason, and the default moves to the first profile that can start.
+    """
+    unavailable = unavailable or {}
     default = _default_profile(profiles)
+    if default.name in unavailable:
+        default = next((p for p in profiles if p.name not in unavailable), None)
     items = []
     for profile in profiles:
         input_id = html.escape(f"himalia-profile-{profile.name}")
         checked = " checked" if profile is default else ""
+        reason = unavailable.get(profile.name)
+        disabled = " disabled" if reason else ""
         label = f"<strong>{html.escape(profile.display_name)}</strong>"
         summary = _resources_summary(profile)
         if summary:
             label += f" <small>({html.escape(summary)})</small>"
         if profile.description:
             label += f"<br><span>{html.escape(profile.description)}</span>"
+        if reason:
+            label += (f'<br><span class="himalia-profile-unavailable text-muted"'
+                      f' id="{input_id}-unavailable">'
+                      f"Not available here: {html.escape(reason)}</span>")
         items.append(
-            '<div class="form-check">'
+            f'<div class="form-check{" text-muted" if reason else ""}">'
             f'<input class="form-check-input" type="radio" name="profile" id="{input_id}"'
-            f' value="{html.escape(profile.name)}"{checked}>'
+            f' value="{html.escape(profile.name)}"{checked}{disabled}>'
             f'<label class="form-check-label" for="{input_id}">{label}</label>'
             "</div>"
         )
@@ -419,6 +434,13 @@ def _merged(base: Any, override: Any) -> Any:
     return copy.deepcopy(override)
 
 
+def _choice_error(message: str) -> web.HTTPError:
+    error = web.HTTPError(400, "%s", message)
+    # shown instead of "HTTP 400: Bad Request (...)" on the spawn form
+    error.jupyterhub_message = message
+    return error
+
+
 def apply_profile_user_options(spawner: ProfileSpawnerMixin, user_options: dict) -> None:
     """``Spawner.apply_user_options`` hook that validates and applies the profile.
 
@@ -478,7 +500,7 @@ class ProfileSpawnerMixin(LoggingConfigurable):
 
     @default("options_form")
     def _default_profile_options_form(self) -> str:
-        return options_form_html(self.profiles)
+        return options_form_html(self.profiles, self.unavailable_profiles())
 
     @default("options_from_form")
     def _default_profile_options_from_form(self) -> Any:
@@ -508,17 +530,37 @@ class ProfileSpawnerMixin(LoggingConfigurable):
         """The profile selected by ``user_options`` (default: ``self.user_options``).
 
         Raises :class:`tornado.web.HTTPError` 400 whose message lists the
-        valid profiles, which JupyterHub relays to the user.
+        valid profiles (or says why the chosen one cannot start here), which
+        JupyterHub relays to the user.
         """
         if user_options is None:
             user_options = self.user_options
         try:
-            return choose_profile(self.profiles, user_options)
+            profile = choose_profile(self.profiles, user_options)
         except ProfileChoiceError as e:
-            error = web.HTTPError(400, "%s", str(e))
-            # shown instead of "HTTP 400: Bad Request (...)" on the spawn form
-            error.jupyterhub_message = str(e)
-            raise error from e
+            raise _choice_error(str(e)) from e
+        reason = self.profile_unavailable(profile)
+        if reason:
+            available = [p.name for p in self.profiles if not self.profile_unavailable(p)]
+            raise _choice_error(
+                f"Profile {profile.name!r} is not available here: {reason}."
+                f" Available profiles: {', '.join(available) or 'none'}"
+            )
+        return profile
+
+    def profile_unavailable(self, profile: Profile) -> str | None:
+        """Why ``profile`` cannot start with this spawner's resources, or None when it can.
+
+        The spawn form shows such a profile disabled with this reason, and a request for it
+        is answered with HTTP 400 saying so. Backends that know their resources override
+        this (the local spawner: a GPU profile on a host without GPUs).
+        """
+        return None
+
+    def unavailable_profiles(self) -> dict[str, str]:
+        """``{profile name: reason}`` for the configured profiles that cannot start."""
+        reasons = {p.name: self.profile_unavailable(p) for p in self.profiles}
+        return {name: reason for name, reason in reasons.items() if reason}
 
     def profile_overrides(self, profile: Profile) -> dict[str, Any]:
         """Spawner trait values for ``profile``; each backend implements this."""

@@ -13,6 +13,7 @@ from traitlets import Bool, List, Unicode, default
 
 from .profiles import Profile, ProfileSpawnerMixin, local_overrides
 from .unixusers import AccountError, AccountRegistry, hub_user_owner, unix_name
+from .userenv import user_environment
 
 class SpawnError(web.HTTPError):
     """A spawn failure the user can act on (shown on the spawn page and in the REST reply)."""
@@ -94,6 +95,17 @@ class HimaliaLocalSpawner(ProfileSpawnerMixin, LocalProcessSpawner):
         """,
     ).tag(config=True)
 
+    user_environment = Unicode(
+        "",
+        help="""The user overlay environment that servers run in (``himalia up`` makes it).
+
+        Its ``bin`` folder, after the user's ``~/.local/bin``, comes first on the server's PATH,
+        and every pip install there goes to the user's own site-packages in their home (see
+        docs/user-environment.md). Pair it with ``c.Spawner.cmd`` running its Python. Empty:
+        servers get no such environment.
+        """,
+    ).tag(config=True)
+
     local_gpu_ids = List(
         Unicode(),
         help="""CUDA device ids handed out to servers with GPU profiles, one server per device.
@@ -111,6 +123,13 @@ class HimaliaLocalSpawner(ProfileSpawnerMixin, LocalProcessSpawner):
     @property
     def _gpu_owner(self) -> str:
         return f"{self.user.name}/{self.name}"
+
+    def profile_unavailable(self, profile: Profile) -> str | None:
+        """A GPU profile on a host with too few GPUs is shown disabled, and refused, saying why."""
+        have = len(self.local_gpu_ids)
+        if profile.gpus > have:
+            return f"it needs {profile.gpus} GPU(s) and this host has {have or 'none'}"
+        return None
 
     def profile_overrides(self, profile: Profile) -> dict:
         if profile.gpus:
@@ -151,6 +170,10 @@ class HimaliaLocalSpawner(ProfileSpawnerMixin, LocalProcessSpawner):
         return str(Path(self.shared_home_root) / self.user.name)
 
     async def start(self):
+        if self.user_environment and not user_environment(self.user_environment).exists():
+            self.log.error("User overlay %s is missing", self.user_environment)
+            raise SpawnError("The environment servers run in is missing: an admin must restart "
+                             "the platform (himalia up makes it).")
         if os.geteuid() == 0 and not self.system_users:
             # Never run anyone's code as root: as root, every server has its own account.
             raise SpawnError("This hub runs as root without per-user accounts; an admin must "
@@ -185,6 +208,12 @@ class HimaliaLocalSpawner(ProfileSpawnerMixin, LocalProcessSpawner):
             env.update(USER=account.pw_name, HOME=account.pw_dir, SHELL=account.pw_shell)
         else:
             env.update(USER=self.user.name, HOME=self.home, SHELL="/bin/bash")
+        if self.user_environment:
+            overlay = user_environment(self.user_environment)
+            inherited = env.get("PATH") or os.defpath
+            env["PATH"] = os.pathsep.join([*overlay.search_path(env["HOME"]), inherited])
+            # IPython adds $VIRTUAL_ENV's packages when it is not the running environment.
+            env["VIRTUAL_ENV"] = str(overlay.root)
         return env
 
     def move_certs(self, paths):

@@ -32,6 +32,7 @@ from ..storage.roles import provision_api_role, same_role
 from ..supervisor import ManagedProcess, pid_alive
 from ..trust import UntrustedPath, check_trusted, check_tree_trusted
 from ..unixusers import AccountError, AccountRegistry
+from ..userenv import UserEnvError, ensure_user_environment, overlay_location
 from .common import CLIError, Running, free_port, port_free
 
 log = logging.getLogger("himalia")
@@ -413,6 +414,11 @@ def cmd_up(args: argparse.Namespace) -> int:
         print("WARNING: one Unix account for everyone (himalia up is not running as root): every "
               "server runs as this user and users can read each other's files.",
               file=sys.stderr)
+    if cfg.backend == "local":
+        try:
+            ensure_user_environment(overlay_location(paths.root))
+        except UserEnvError as e:
+            raise CLIError(str(e)) from e
     try:
         proxy_exe = ensure_proxy(paths.proxy_prefix)
     except ProxyInstallError as e:

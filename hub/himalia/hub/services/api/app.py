@@ -5,12 +5,21 @@ from __future__ import annotations
 import hmac
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from http import HTTPStatus
+from importlib import resources
+from pathlib import Path
 
 import httpx
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+)
 from jupyterhub.services.auth import HubOAuth
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -18,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..._version import __version__
 from ...storage import Database
+from . import guide
 from .authz import ADMIN, allow, has_role, unprotected_routes
 from .health import check_health, health_summary
 from .identity import (
@@ -31,9 +41,29 @@ from .identity import (
 #: On every response but /docs: a page opened by another user's JupyterLab (same origin, via
 #: ``window.open``) gets an opaque origin, so its opener cannot read it; and no framing.
 API_CSP = "sandbox; frame-ancestors 'none'"
-#: /docs runs Swagger UI's scripts and shows no user data: only framing is forbidden.
-DOCS_CSP = "frame-ancestors 'none'"
+#: /docs runs Swagger UI's scripts and shows no user data, so it is not sandboxed; it loads
+#: everything from the API itself (the browser refuses any other host) and is never framed.
+DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline'; "
+            "style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'")
 OAUTH_STATE_MAX_AGE = 600
+#: Swagger UI's files, served by the API (no CDN): name -> media type.
+DOCS_ASSETS = {
+    "swagger-ui-bundle.js": "text/javascript",
+    "swagger-ui.css": "text/css",
+    "favicon.png": "image/png",
+}
+
+
+def docs_assets_dir() -> Path:
+    """The folder of Swagger UI's files, from the ``fastapi-offline`` package."""
+    try:
+        folder = resources.files("fastapi_offline") / "static"
+    except ModuleNotFoundError as e:
+        raise RuntimeError(
+            "The platform API's docs need Swagger UI's files from the fastapi-offline "
+            "package: pip install fastapi-offline"
+        ) from e
+    return Path(str(folder))
 
 
 @dataclass
@@ -131,7 +161,15 @@ def create_app(settings: APISettings) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
-        return _error(exc.status_code, str(exc.detail), exc.headers)
+        message = str(exc.detail)
+        where = f"{request.method} {request.url.path}"
+        # Starlette's own 404 and 405 (unknown route, wrong method) say only "Not Found".
+        if exc.status_code == 404 and message == HTTPStatus.NOT_FOUND.phrase:
+            message = f"No such route: {where}. The routes are listed at {app.docs_url}."
+        elif exc.status_code == 405 and message == HTTPStatus.METHOD_NOT_ALLOWED.phrase:
+            allowed = (exc.headers or {}).get("Allow", "")
+            message = f"{request.method} is not allowed on {request.url.path}; use {allowed}."
+        return _error(exc.status_code, message, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
@@ -181,16 +219,40 @@ def create_app(settings: APISettings) -> FastAPI:
     async def openapi() -> JSONResponse:
         return JSONResponse(app.openapi())
 
+    assets = docs_assets_dir()
+    missing = [name for name in DOCS_ASSETS if not (assets / name).is_file()]
+    if missing:
+        raise RuntimeError(f"Swagger UI files missing from {assets}: {', '.join(missing)}")
+    assets_url = f"{prefix}/static/docs"
+
     @router.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:
         # The spec is inlined (and Swagger UI's url left empty) so the page fetches nothing
         # with the cookie: such a fetch would need the XSRF token, which a page other users'
         # JupyterLab can open must not hold. "Try it out" works with a token via "Authorize".
+        # Swagger UI comes from the API itself; no validator badge (an outside service).
         return get_swagger_ui_html(
             openapi_url="",
             title=f"{app.title} - Swagger UI",
-            swagger_ui_parameters={"spec": app.openapi()},
+            swagger_js_url=f"{assets_url}/swagger-ui-bundle.js",
+            swagger_css_url=f"{assets_url}/swagger-ui.css",
+            swagger_favicon_url=f"{assets_url}/favicon.png",
+            swagger_ui_parameters={"spec": app.openapi(), "validatorUrl": None},
         )
+
+    # Swagger UI's files are public, but they go through authz like every route: only the
+    # docs page, which needs a login, loads them (same-origin loads carry the cookie).
+    def docs_asset(name: str, media_type: str):
+        async def asset() -> FileResponse:
+            return FileResponse(assets / name, media_type=media_type,
+                                headers={"Cache-Control": "private, max-age=86400"})
+
+        asset.__name__ = "docs_asset_" + name.replace("-", "_").replace(".", "_")
+        return asset
+
+    for name, media_type in DOCS_ASSETS.items():
+        router.add_api_route(f"/static/docs/{name}", docs_asset(name, media_type),
+                             methods=["GET"], include_in_schema=False)
 
     @router.get("/", include_in_schema=False)
     async def index(who: Identity = Depends(allow())):
@@ -217,6 +279,7 @@ def create_app(settings: APISettings) -> FastAPI:
         return response
 
     app.include_router(router)
+    app.include_router(guide.make_router(prefix, guide.find_docs()))
     app.include_router(public)
     unprotected = unprotected_routes(app, prefix)
     if unprotected:

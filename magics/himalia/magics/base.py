@@ -1,0 +1,48 @@
+"""What every himalia magic shares: ``-h``/``--help``, argument errors as ``UsageError``, and
+the list of himalia magics that ``%himalia`` shows."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics
+from IPython.core.magic_arguments import parse_argstring
+
+HELP_FLAGS = {"-h", "--help"}
+
+
+def wants_help(line: str) -> bool:
+    try:
+        words = shlex.split(line)
+    except ValueError:
+        words = line.split()
+    return bool(HELP_FLAGS & set(words))
+
+
+class HimaliaMagics(Magics):
+    """Base of himalia's magics: ``self.parse(self.magic, line)`` instead of ``parse_argstring``."""
+
+    def parse(self, magic_func, line: str) -> argparse.Namespace | None:
+        """The parsed arguments, or None after printing the help for ``-h``/``--help``."""
+        name = magic_func.__name__
+        if wants_help(line):
+            print(magic_func.parser.format_help().rstrip())
+            return None
+        try:
+            return parse_argstring(magic_func, line)
+        except UsageError as e:
+            raise UsageError(f"%{name}: {e} (see %{name} --help)") from None
+
+
+def himalia_magics(shell) -> list[tuple[str, str]]:
+    """``("%name", first line of its help)`` for every magic a himalia class registered."""
+    found = []
+    for kind, prefix in (("line", "%"), ("cell", "%%")):
+        for name, func in sorted(shell.magics_manager.magics[kind].items()):
+            owner = getattr(func, "__self__", None)
+            if isinstance(owner, Magics) and type(owner).__module__.startswith("himalia."):
+                doc = (func.__doc__ or "").strip().splitlines()
+                found.append((prefix + name, doc[0] if doc else ""))
+    return found

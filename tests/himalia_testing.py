@@ -48,6 +48,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def himalia_cli(*args: str) -> subprocess.CompletedProcess:
+    """Run the ``himalia`` command with ``args``; its output is captured."""
+    return subprocess.run([sys.executable, "-m", "himalia.hub", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
 def wait_for(predicate, timeout: float = 60.0, interval: float = 0.2, what: str = "condition"):
     """Poll ``predicate`` until it returns a truthy value; fail with ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -298,6 +304,17 @@ class Platform:
         r = s.post(f"{base}{action or path}", data={**data, "_xsrf": s.cookies.get("_xsrf", "")},
                    timeout=30)
         return s, r
+
+    def role_of(self, name: str) -> str | None:
+        """The platform role the hub gives ``name`` (admin, scientist, viewer or None)."""
+        r = self.api("GET", f"/users/{name}/role")
+        assert r.status_code == 200, r.text
+        return r.json()["role"]
+
+    def set_role(self, name: str, role: str | None) -> None:
+        """Change ``name``'s platform role as the admin (None: no role)."""
+        r = self.api("PUT", f"/users/{name}/role", json={"role": role})
+        assert r.status_code == 200, r.text
 
     def signup(self, name: str, password: str) -> requests.Response:
         return self.submit_form("/hub/signup", {"username": name, "signup_password": password,

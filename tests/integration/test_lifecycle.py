@@ -4,18 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 
 import requests
 
-from himalia_testing import Kernel, Platform, alive, wait_for
-
-
-def himalia(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "himalia.hub", *args], capture_output=True,
-                          text=True, timeout=120)
-
+from himalia_testing import Kernel, Platform, alive, himalia_cli, wait_for
 
 
 def test_hub_restart_keeps_user_servers_running(sqlite_platform, unique_name):
@@ -59,7 +51,7 @@ def test_hub_restart_keeps_user_servers_running(sqlite_platform, unique_name):
 
 
 def test_status_reports_each_service(sqlite_platform):
-    result = himalia("status", "--state-dir", str(sqlite_platform.state_dir))
+    result = himalia_cli("status", "--state-dir", str(sqlite_platform.state_dir))
     assert result.returncode == 0, result.stdout + result.stderr
     rows = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()}
     for part in ("himalia", "proxy", "hub", "api", "database", "service:himalia", "service:idle-culler"):
@@ -99,7 +91,7 @@ def test_second_up_on_the_same_state_reuses_it_and_stop_leaves_nothing(proxy_bin
         # The admin logs in with the password from the first start; the user still exists.
         platform.login("admin", first_password)
         assert platform.api("GET", f"/users/{name}").json()["servers"] == {}
-        result = himalia("up", "--state-dir", str(platform.state_dir), "--port", str(platform.port))
+        result = himalia_cli("up", "--state-dir", str(platform.state_dir), "--port", str(platform.port))
         assert result.returncode == 1
         assert result.stderr.strip().count("\n") == 0
         assert "already running" in result.stderr
@@ -108,15 +100,15 @@ def test_second_up_on_the_same_state_reuses_it_and_stop_leaves_nothing(proxy_bin
 
 
 def test_cli_errors_are_one_line(tmp_path):
-    result = himalia("up", "--state-dir", str(tmp_path / "s"), "--db-url", "mongodb://nowhere")
+    result = himalia_cli("up", "--state-dir", str(tmp_path / "s"), "--db-url", "mongodb://nowhere")
     assert result.returncode == 1
     assert result.stderr.strip().startswith("himalia: --db-url must be an SQLAlchemy URL")
     assert "Traceback" not in result.stderr
-    result = himalia("status", "--state-dir", str(tmp_path / "missing"))
+    result = himalia_cli("status", "--state-dir", str(tmp_path / "missing"))
     assert result.returncode == 1
     assert "run 'himalia up" in result.stderr and "Traceback" not in result.stderr
-    result = himalia("up", "--state-dir", str(tmp_path / "d"), "--backend", "docker")
+    result = himalia_cli("up", "--state-dir", str(tmp_path / "d"), "--backend", "docker")
     assert result.returncode == 1 and "--ip 0.0.0.0" in result.stderr
     assert result.stderr.strip().count("\n") == 0
-    result = himalia("--help")
+    result = himalia_cli("--help")
     assert result.returncode == 0 and "up" in result.stdout and "status" in result.stdout

@@ -13,7 +13,7 @@ import stat
 import pytest
 import requests
 
-from himalia_testing import STRONG, Kernel, require_service, wait_for
+from himalia_testing import STRONG, Kernel, himalia_cli, require_service, wait_for
 
 
 def api_get(platform, path: str, token: str | None = None) -> requests.Response:
@@ -48,7 +48,7 @@ def test_scientist_logs_in_spawns_and_sees_themselves_in_himalia_magic(platform,
     platform.stop_server(name)
 
 
-def test_whoami_reports_roles_from_hub_groups(platform, unique_name):
+def test_whoami_reports_the_platform_role(platform, unique_name):
     name = unique_name("vw")
     password = platform.create_user(name, role="viewer")
     session = platform.login(name, password)
@@ -182,22 +182,27 @@ def test_unapproved_signup_cannot_log_in_until_admin_approves(platform, unique_n
                    timeout=30)
     assert r.status_code == 200, r.status_code
     session = platform.login(name, STRONG)
-    groups = platform.api("GET", f"/users/{name}").json()["groups"]
-    assert groups == ["scientists"]
+    assert platform.role_of(name) == "scientist"
     assert session.himalia_user == name
 
 
-def test_admin_changes_a_role_through_hub_groups(platform, unique_name):
+def test_admin_changes_a_role(platform, unique_name):
     name = unique_name("rc")
     session = platform.login(name, platform.create_user(name))
     token = platform.user_token(session)["token"]
     assert api_get(platform, "/api/v1/whoami", token).json()["roles"] == ["scientist"]
-    assert platform.api("DELETE", "/groups/scientists/users", json={"users": [name]}).ok
-    assert platform.api("POST", "/groups/viewers/users", json={"users": [name]}).ok
+    result = himalia_cli("users", "role", name, "viewer", "--state-dir", str(platform.state_dir))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"{name} is now a viewer."
     wait_for(lambda: api_get(platform, "/api/v1/whoami", token).json()["roles"] == ["viewer"], 90,
              interval=1, what="role change to reach the API")
     r = session.post(f"{platform.url}/hub/api/users/{name}/server", json={}, timeout=30)
     assert r.status_code == 403
+    # A scientist cannot change roles, their own included.
+    sci = platform.user_token(platform.login(n := unique_name("rs"), platform.create_user(n)))["token"]
+    r = platform.api("PUT", f"/users/{n}/role", token=sci, json={"role": "admin"})
+    assert r.status_code == 403
+    assert platform.role_of(n) == "scientist"
 
 
 def test_profile_choice_reaches_the_server_and_bad_choices_get_400(platform, unique_name):

@@ -75,3 +75,10 @@ def test_an_admin_invites_from_the_people_page_and_the_link_works_once(
     row = page.locator(f'#himalia-people-table tr[data-name="{name}"]')
     expect(row.locator(".himalia-person-password")).to_have_text("set")
     expect(row.locator(".himalia-person-invitation")).to_have_text("")
+
+    # The role menu of the row makes the viewer a scientist: the hub's role, at once.
+    row.locator(".himalia-role-form select").select_option("scientist")
+    row.locator(".himalia-role-form button").click()
+    row = page.locator(f'#himalia-people-table tr[data-name="{name}"]')
+    expect(row.locator(".himalia-person-role")).to_have_text("scientist")
+    assert platform.role_of(name) == "scientist"

@@ -25,8 +25,12 @@ def test_viewer_and_default_user_roles_cannot_spawn(tmp_path):
     for name in ("user", "viewer"):
         assert not any(s.startswith(("servers", "access:servers")) for s in r[name]["scopes"]), name
     assert "servers!user" in r["scientist"]["scopes"]
-    assert r["scientist"]["groups"] == ["scientists"]
-    assert r["viewer"]["groups"] == ["viewers"]
+    # Scientists and viewers hold their role directly (no group: cheaper hub lookups), and
+    # the roles list no members, so the hub keeps the assignments made at run time.
+    for name in ("scientist", "viewer"):
+        assert "groups" not in r[name] and "users" not in r[name]
+    assert r["admin"]["groups"] == ["admins"]
+    assert set(c.JupyterHub.load_groups) == {"admins"}
     assert r["admin"] == {"name": "admin", "groups": ["admins"], "services": ["himalia-admin"]}
 
 
@@ -75,7 +79,7 @@ def test_native_auth_requires_approval_and_strong_passwords(tmp_path):
     c = make(tmp_path, default_role="viewer")
     assert c.JupyterHub.authenticator_class == "himalia.hub.auth.HimaliaAuthenticator"
     assert c.HimaliaAuthenticator.open_signup is False
-    assert c.HimaliaAuthenticator.default_group == "viewers"
+    assert c.HimaliaAuthenticator.default_role == "viewer"
     assert c.HimaliaAuthenticator.minimum_password_length >= 8
     assert make(tmp_path, authenticator="oauth").JupyterHub.authenticator_class.endswith("HimaliaOAuthenticator")
 
@@ -119,7 +123,7 @@ def test_config_file_settings_for_hub_classes_reach_the_hub(tmp_path):
     assert c.JupyterHub.authenticator_class == "himalia.hub.auth.HimaliaOAuthenticator"
     assert c.HimaliaOAuthenticator.client_id == "himalia-client"
     assert c.HimaliaOAuthenticator.allowed_users == {"ada", "bob"}
-    assert c.HimaliaOAuthenticator.default_group == "scientists"
+    assert c.HimaliaOAuthenticator.default_role == "scientist"
     assert c.Authenticator.admin_users == {"ada"}
     # OAuth mode does not let everyone in: the admin chooses who is allowed.
     assert "allow_all" not in c.Authenticator

@@ -12,29 +12,20 @@ import pytest
 from jupyterhub import orm
 from jupyterhub.apihandlers import users
 from nativeauthenticator.orm import UserInfo
-from sqlalchemy import create_engine
-from sqlalchemy.orm import Session
 from tornado import web
 from traitlets.config import Config
 
 from himalia.hub import account_handlers
 from himalia.hub.account_handlers import people
 from himalia.hub.auth import ROUTES, HimaliaAuthenticator
-from himalia.hub.config import ROLE_GROUPS
 from himalia.hub.unixusers import username_help, username_pattern
 
 RULE = "at most 24 characters of a-z, 0-9, '_' and '-', starting with a letter or digit"
 
 
 @pytest.fixture
-def db():
-    engine = create_engine("sqlite://")
-    orm.Base.metadata.create_all(engine)
-    with Session(engine) as session:
-        for group in ROLE_GROUPS.values():
-            session.add(orm.Group(name=group))
-        session.commit()
-        yield session
+def db(hub_db):
+    return hub_db
 
 
 @pytest.fixture

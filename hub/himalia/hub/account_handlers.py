@@ -25,7 +25,7 @@ from tornado import web
 from tornado.escape import url_escape
 
 from . import invitations
-from .config import ROLE_GROUPS, ROLES
+from .config import ADMIN_GROUP, ROLES
 
 TEMPLATES = Path(__file__).with_name("templates")
 INVALID_INVITATION = ("This invitation link is invalid, expired or already used; "
@@ -232,18 +232,20 @@ def parse_invitation_request(body, authenticator) -> tuple[str, str | None, int 
     return name, role, expires_in
 
 
+def check_may_give_role(handler, role: str | None) -> None:
+    """Making someone an admin needs what adding them to the admins group through the groups
+    API would need (other roles: ``admin:users``, which the handlers check)."""
+    if role == "admin" and not handler.has_scope(f"groups!group={ADMIN_GROUP}"):
+        raise web.HTTPError(403, f"Making someone an admin needs the groups scope on {ADMIN_GROUP}.")
+
+
 class InvitingMixin:
     """Invites someone on behalf of the logged-in admin (REST API and People page)."""
 
     async def invite_person(self, name: str, role: str | None = None,
                             expires_in: int | None = None) -> invitations.IssuedInvitation:
         """Create the hub user ``name`` if needed and give them a fresh invitation."""
-        # An invitation moves its user between role groups (up to admins): only for callers
-        # who could do that through the groups API themselves.
-        missing = [g for g in ROLE_GROUPS.values() if not self.has_scope(f"groups!group={g}")]
-        if missing:
-            raise web.HTTPError(403, "Inviting gives a platform role, which needs the groups "
-                                     f"scope on {', '.join(missing)}.")
+        check_may_give_role(self, role)
         user = self.find_user(name)
         if user is None:
             user = self.user_from_username(name)
@@ -388,7 +390,7 @@ class PeopleHandler(TemplatesMixin, InvitingMixin, BaseHandler):
             people=everyone,
             pending_signups=sum(person.sign_up_pending for person in everyone),
             roles=ROLES,
-            default_role=self.authenticator.default_role(),
+            default_role=self.authenticator.default_role,
             username_rule=self.authenticator.username_rule(),
             **ns,
         )
@@ -423,3 +425,58 @@ class PeopleHandler(TemplatesMixin, InvitingMixin, BaseHandler):
             invited=issued.invitation,
             invitation_link=self._absolute(f"{self.hub.base_url}invite/{issued.token}"),
         ))
+
+
+# -- roles --------------------------------------------------------------------------------------
+def parse_role(value) -> str | None:
+    """A platform role from a request (``None``, ``""`` or ``"none"``: no role), or a 400."""
+    if value in (None, "", "none"):
+        return None
+    if value not in ROLES:
+        raise web.HTTPError(400, f"role must be one of {', '.join(ROLES)} or none, not {value!r}.")
+    return value
+
+
+class RoleChangeMixin:
+    """Changes the platform role of one hub user on behalf of the logged-in admin."""
+
+    def change_role(self, user_name: str, role: str | None):
+        check_may_give_role(self, role)
+        user = self.find_user(self.authenticator.normalize_username(user_name))
+        if user is None:
+            raise web.HTTPError(404, f"No user {user_name}.")
+        if role != "admin" and user.name in self.authenticator.admin_users:
+            raise web.HTTPError(409, f"{user.name} is an administrator by configuration "
+                                     "(c.HimaliaConfig.admin_user / Authenticator.admin_users).")
+        self.authenticator.assign_role(user.orm_user, role)
+        self.log.info("%s gave %s the platform role %s", self.current_user.name, user.name, role)
+        return user
+
+
+class UserRoleAPIHandler(RoleChangeMixin, APIHandler):
+    """``PUT /hub/api/users/<name>/role`` with ``{"role": "admin"|"scientist"|"viewer"|null}``;
+    ``GET`` answers ``{"name", "role"}``."""
+
+    @needs_scope("admin:users")
+    def get(self, user_name):
+        user = self.find_user(self.authenticator.normalize_username(user_name))
+        if user is None:
+            raise web.HTTPError(404, f"No user {user_name}.")
+        self.write(json.dumps({"name": user.name, "role": self.authenticator.role_of(user.orm_user)}))
+
+    @needs_scope("admin:users")
+    def put(self, user_name):
+        body = self.get_json_body()
+        if not isinstance(body, dict) or set(body) != {"role"}:
+            raise web.HTTPError(400, 'Send {"role": "admin" | "scientist" | "viewer" | null}.')
+        user = self.change_role(user_name, parse_role(body["role"]))
+        self.write(json.dumps({"name": user.name, "role": self.authenticator.role_of(user.orm_user)}))
+
+
+class PersonRoleHandler(RoleChangeMixin, BaseHandler):
+    """``POST /hub/people/<name>/role``: the People page's role menu."""
+
+    @needs_scope("admin:users")
+    async def post(self, user_name):
+        self.change_role(user_name, parse_role(self.get_body_argument("role", "")))
+        self.redirect(f"{self.hub.base_url}people#{url_escape(user_name)}")

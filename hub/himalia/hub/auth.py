@@ -34,7 +34,7 @@ from traitlets.config import LoggingConfigurable
 from . import account_handlers as h
 from . import invitations
 from .account_models import Invitation, PasswordExpiry, create_tables, utcnow
-from .config import ROLE_GROUPS
+from .config import ADMIN_GROUP, LEGACY_ROLE_GROUPS, ROLES, USER_ROLES
 from .throttle import LoginThrottle, ThrottlePolicy
 
 #: Every route HimaliaAuthenticator adds under the hub prefix (``/hub``).
@@ -43,7 +43,9 @@ ROUTES = [
     # authenticator's first): they check user names before JupyterHub creates anyone.
     (r"/api/users", h.UserListAPIHandler),
     (r"/api/users/([^/]+)", h.UserAPIHandler),
+    (r"/api/users/([^/]+)/role", h.UserRoleAPIHandler),
     (r"/people", h.PeopleHandler),
+    (r"/people/([^/]+)/role", h.PersonRoleHandler),
     (r"/signup", h.SignUpHandler),
     (r"/invite/([^/]+)", h.InvitationHandler),
     (r"/authorize", h.AuthorizationAreaHandler),
@@ -96,39 +98,90 @@ def client_address(handler, trusted_proxies=()) -> str:
     return getattr(context, "_orig_remote_ip", None) or request.remote_ip or "unknown"
 
 
-class RoleGroupMixin(LoggingConfigurable):
-    """Puts every user the hub adds into the group of the default platform role."""
+def platform_role_of(orm_user) -> str | None:
+    """The platform role of a hub user: admin (admin flag or group), else scientist or viewer
+    (JupyterHub roles the user holds directly), else None."""
+    if orm_user.admin or any(group.name == ADMIN_GROUP for group in orm_user.groups):
+        return "admin"
+    held = {role.name for role in orm_user.roles}
+    return next((role for role in USER_ROLES if role in held), None)
 
-    default_group = Unicode(
-        ROLE_GROUPS["scientist"],
-        help="Hub group a newly added user joins when they are in no role group yet.",
+
+def set_platform_role(db, orm_user, role: str | None) -> None:
+    """Give ``orm_user`` exactly the platform role ``role`` (None: no role at all).
+
+    Admins are the members of the ``admins`` group; scientists and viewers hold the JupyterHub
+    role itself, with no group, which keeps the hub's per-request user lookups as cheap as
+    for a user in no group.
+    """
+    if role is not None and role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+    admins = orm.Group.find(db, ADMIN_GROUP)
+    if role == "admin":
+        if admins is None:
+            raise web.HTTPError(409, f"The hub has no group {ADMIN_GROUP}; add it to JupyterHub.load_groups.")
+        if admins not in orm_user.groups:
+            orm_user.groups.append(admins)
+    else:
+        orm_user.groups = [g for g in orm_user.groups if g.name != ADMIN_GROUP]
+        if orm_user.admin:
+            orm_user.admin = False
+            roles.assign_default_roles(db, orm_user)
+    for name in USER_ROLES:
+        held = any(r.name == name for r in orm_user.roles)
+        if name == role and not held:
+            roles.grant_role(db, orm_user, name, commit=False)
+        elif name != role and held:
+            roles.strip_role(db, orm_user, name, commit=False)
+    db.commit()
+
+
+class RoleMixin(LoggingConfigurable):
+    """Gives every user the hub adds the default platform role, and moves users of the old
+    role groups (``scientists``, ``viewers``) to the roles themselves."""
+
+    default_role = Unicode(
+        "scientist",
+        help="Platform role a newly added user gets when they have none.",
     ).tag(config=True)
 
-    role_groups = Unicode(
-        ",".join(ROLE_GROUPS.values()),
-        help="Comma-separated hub groups that carry platform roles.",
-    ).tag(config=True)
+    @validate("default_role")
+    def _valid_default_role(self, proposal):
+        if proposal.value not in ROLES:
+            raise TraitError(f"default_role must be one of {', '.join(ROLES)}, not {proposal.value!r}")
+        return proposal.value
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The hub creates its roles before its authenticator; a new database has nothing to move.
+        if all(orm.Role.find(self.db, role) is not None for role in USER_ROLES):
+            self.migrate_role_groups(self.db)
+
+    def migrate_role_groups(self, db) -> None:
+        """Users of the role groups earlier versions used get the role itself instead."""
+        for role, group_name in LEGACY_ROLE_GROUPS.items():
+            group = orm.Group.find(db, group_name)
+            if group is None:
+                continue
+            for orm_user in list(group.users):
+                if platform_role_of(orm_user) is None:
+                    roles.grant_role(db, orm_user, role, commit=False)
+                self.log.info("Moved %s from group %s to role %s", orm_user.name, group_name, role)
+            group.users = []
+        db.commit()
 
     async def add_user(self, user):
         await maybe_future(super().add_user(user))
-        role_groups = set(self.role_groups.split(","))
-        if any(group.name in role_groups for group in user.groups):
-            return
         # init_users passes the ORM object, the REST API and login pass its wrapper.
         orm_user = getattr(user, "orm_user", user)
-        db = object_session(orm_user)
-        name = ROLE_GROUPS["admin"] if orm_user.admin else self.default_group
-        group = orm.Group.find(db, name)
-        if group is None:
-            self.log.warning("Group %s does not exist; %s has no platform role", name, user.name)
+        if platform_role_of(orm_user) is not None:
             return
-        orm_user.groups.append(group)
-        db.commit()
-        self.log.info("Added %s to group %s", user.name, group.name)
+        set_platform_role(object_session(orm_user), orm_user, self.default_role)
+        self.log.info("Gave %s the platform role %s", user.name, self.default_role)
 
 
-class HimaliaAuthenticator(RoleGroupMixin, NativeAuthenticator):
-    """NativeAuthenticator with bootstrap, invitations, login throttling and role groups."""
+class HimaliaAuthenticator(RoleMixin, NativeAuthenticator):
+    """NativeAuthenticator with bootstrap, invitations, login throttling and platform roles."""
 
     bootstrap_password_file = Unicode(
         "",
@@ -437,27 +490,12 @@ class HimaliaAuthenticator(RoleGroupMixin, NativeAuthenticator):
 
     # -- invitations -------------------------------------------------------------------------
     def role_of(self, orm_user) -> str | None:
-        """The platform role whose group ``orm_user`` is in, if any."""
-        names = {group.name for group in orm_user.groups}
-        return next((role for role, group in ROLE_GROUPS.items() if group in names), None)
+        """The platform role of ``orm_user``, if any."""
+        return platform_role_of(orm_user)
 
-    def default_role(self) -> str:
-        roles_by_group = {group: role for role, group in ROLE_GROUPS.items()}
-        return roles_by_group.get(self.default_group, "scientist")
-
-    def assign_role(self, orm_user, role: str) -> None:
-        """Put ``orm_user`` in exactly the group of ``role``."""
-        db = object_session(orm_user) or self.db
-        group = orm.Group.find(db, ROLE_GROUPS[role])
-        if group is None:
-            raise web.HTTPError(409, f"The hub has no group {ROLE_GROUPS[role]} for role {role}; "
-                                     "add it to JupyterHub.load_groups.")
-        role_groups = set(self.role_groups.split(",")) | set(ROLE_GROUPS.values())
-        orm_user.groups = [g for g in orm_user.groups if g.name not in role_groups] + [group]
-        if role != "admin" and orm_user.admin:
-            orm_user.admin = False
-            roles.assign_default_roles(db, orm_user)
-        db.commit()
+    def assign_role(self, orm_user, role: str | None) -> None:
+        """Give ``orm_user`` exactly ``role`` (None: no platform role)."""
+        set_platform_role(object_session(orm_user) or self.db, orm_user, role)
 
     def invite(self, orm_user, role: str | None = None, expires_in: int | None = None,
                created_by: str = "") -> invitations.IssuedInvitation:
@@ -467,7 +505,7 @@ class HimaliaAuthenticator(RoleGroupMixin, NativeAuthenticator):
         if orm_user.name in self.admin_users:
             # The configuration makes them an admin at every login anyway.
             role = "admin"
-        role = role or self.role_of(orm_user) or self.default_role()
+        role = role or self.role_of(orm_user) or self.default_role
         self.assign_role(orm_user, role)
         lifetime = timedelta(seconds=expires_in or self.invitation_lifetime)
         issued = invitations.create_invitation(self.db, orm_user.name, role, lifetime, created_by)
@@ -495,5 +533,5 @@ class HimaliaAuthenticator(RoleGroupMixin, NativeAuthenticator):
         return True
 
 
-class HimaliaOAuthenticator(RoleGroupMixin, GenericOAuthenticator):
-    """Generic OpenID Connect login for production; new users join the default role's group."""
+class HimaliaOAuthenticator(RoleMixin, GenericOAuthenticator):
+    """Generic OpenID Connect login for production; new users get the default platform role."""

@@ -18,8 +18,14 @@ ROLES = ("admin", "scientist", "viewer")
 #: Unix account names ``useradd`` accepts, and the longest it allows.
 UNIX_NAME = re.compile(r"^[a-z_][a-z0-9_-]*$")
 MAX_UNIX_NAME = 32
-#: The hub group whose members hold each platform role.
-ROLE_GROUPS = {"admin": "admins", "scientist": "scientists", "viewer": "viewers"}
+#: Members of this hub group are administrators (JupyterHub's admin role).
+ADMIN_GROUP = "admins"
+#: The platform roles that are JupyterHub roles held by users directly (not through groups: a
+#: group on every user costs the hub extra queries on every request).
+USER_ROLES = ("scientist", "viewer")
+#: Hub groups that carried the scientist and viewer roles before; their members are moved to
+#: the roles themselves when the hub starts.
+LEGACY_ROLE_GROUPS = {"scientist": "scientists", "viewer": "viewers"}
 
 
 class HimaliaConfig(Configurable):

@@ -17,7 +17,7 @@ from jupyterhub.utils import subdomain_hook_idna
 from traitlets.config import Config, PyFileConfigLoader
 
 from ._version import __version__
-from .config import ROLE_GROUPS, HimaliaConfig, StatePaths, write_private
+from .config import ADMIN_GROUP, HimaliaConfig, StatePaths, write_private
 from . import userenv
 from .unixusers import username_help, username_pattern
 
@@ -51,7 +51,7 @@ SERVER_TOKEN_SCOPES = ["users:activity!user", *BASE_SCOPES]
 #: working there this soon (JupyterHub's default is 300).
 SERVER_TOKEN_CACHE_SECONDS = 10
 KERNEL_SPEC_MANAGER = "himalia.extension.kernelspecs.HimaliaKernelSpecManager"
-#: OAuthenticator settings that need ``manage_groups``, which conflicts with himalia's role groups.
+#: OAuthenticator settings that need ``manage_groups``, which conflicts with the groups himalia declares.
 GROUP_SETTINGS = ("allowed_groups", "admin_groups", "auth_state_groups_key", "manage_groups")
 
 
@@ -125,8 +125,8 @@ def unsupported_settings(file_config: Config) -> list[str]:
             if key in file_config.get(section, {}):
                 problems.append(
                     f"c.{section}.{key} needs OAuthenticator's manage_groups, which conflicts with "
-                    "himalia's role groups: choose who may log in with allowed_users (or "
-                    "allow_all) and give roles through the admins/scientists/viewers groups"
+                    "the admins group himalia declares: choose who may log in with allowed_users (or "
+                    "allow_all) and give roles on the People page or with himalia users role"
                 )
     return problems
 
@@ -142,14 +142,14 @@ def _authenticator(c: Config, cfg: HimaliaConfig, paths: StatePaths) -> None:
     if cfg.authenticator == "oauth":
         # Who may log in is the admin's choice: allowed_users or allow_all.
         c.JupyterHub.authenticator_class = "himalia.hub.auth.HimaliaOAuthenticator"
-        c.HimaliaOAuthenticator.default_group = ROLE_GROUPS[cfg.default_role]
+        c.HimaliaOAuthenticator.default_role = cfg.default_role
         return
     # Admin approval (or an invitation) decides who gets in.
     c.Authenticator.allow_all = True
     c.JupyterHub.authenticator_class = "himalia.hub.auth.HimaliaAuthenticator"
     c.HimaliaAuthenticator.bootstrap_password_file = str(paths.bootstrap_password)
     c.HimaliaAuthenticator.bootstrap_password_lifetime = cfg.bootstrap_password_lifetime
-    c.HimaliaAuthenticator.default_group = ROLE_GROUPS[cfg.default_role]
+    c.HimaliaAuthenticator.default_role = cfg.default_role
     c.HimaliaAuthenticator.enable_signup = True
     c.HimaliaAuthenticator.open_signup = False
     c.HimaliaAuthenticator.minimum_password_length = 8
@@ -278,18 +278,19 @@ def build_hub_config(cfg: HimaliaConfig, runtime: Runtime, as_root: bool | None 
         )
     c.JupyterHub.services = services
 
+    # Admins are a group (as in JupyterHub's admin page); scientists and viewers hold their role
+    # directly, given by invitations, the People page or `himalia users role`, and kept across
+    # restarts (a role here lists no members).
     c.JupyterHub.load_groups = {
-        ROLE_GROUPS["admin"]: {"users": [cfg.admin_user] if cfg.admin_user else []},
-        ROLE_GROUPS["scientist"]: {},
-        ROLE_GROUPS["viewer"]: {},
+        ADMIN_GROUP: {"users": [cfg.admin_user] if cfg.admin_user else []},
     }
     roles = [
         {"name": "user", "description": "Any logged-in person", "scopes": BASE_SCOPES},
-        {"name": "admin", "groups": [ROLE_GROUPS["admin"]], "services": [ADMIN_SERVICE]},
+        {"name": "admin", "groups": [ADMIN_GROUP], "services": [ADMIN_SERVICE]},
         {"name": "scientist", "description": "Own servers, jobs, runs, deployments, labels",
-         "scopes": SCIENTIST_SCOPES, "groups": [ROLE_GROUPS["scientist"]]},
+         "scopes": SCIENTIST_SCOPES},
         {"name": "viewer", "description": "Dashboards and published job outputs only",
-         "scopes": VIEWER_SCOPES, "groups": [ROLE_GROUPS["viewer"]]},
+         "scopes": VIEWER_SCOPES},
         {"name": "himalia-api", "description": "The platform API service",
          "scopes": ["list:services", "read:services", "list:users", "read:users", "read:groups"],
          "services": [API_SERVICE]},

@@ -1,4 +1,5 @@
-"""``himalia users ...``: invite people (single-use links that set a password) and revoke invitations."""
+"""``himalia users ...``: invite people (single-use links that set a password), revoke
+invitations, and change platform roles."""
 
 from __future__ import annotations
 
@@ -44,6 +45,14 @@ def cmd_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_role(args: argparse.Namespace) -> int:
+    running = Running.load(args.state_dir)
+    role = None if args.role == "none" else args.role
+    _call(running, "PUT", f"/users/{args.name}/role", json={"role": role})
+    print(f"{args.name} is now a {role}." if role else f"{args.name} has no platform role now.")
+    return 0
+
+
 def add_commands(sub) -> None:
     users = sub.add_parser("users", help="invite people and manage invitations")
     verbs = users.add_subparsers(dest="verb", metavar="VERB", required=True)
@@ -58,6 +67,12 @@ def add_commands(sub) -> None:
                         help="validity in seconds (default: the hub's invitation lifetime, 7 days)")
     invite.add_argument("--state-dir", default=".himalia", help="state directory (default ./.himalia)")
     invite.set_defaults(func=cmd_invite)
+
+    role = verbs.add_parser("role", help="give a person a platform role (none: take it away)")
+    role.add_argument("name", help="hub user name")
+    role.add_argument("role", choices=[*ROLES, "none"], help="the new role")
+    role.add_argument("--state-dir", default=".himalia", help="state directory (default ./.himalia)")
+    role.set_defaults(func=cmd_role)
 
     revoke = verbs.add_parser("revoke", help="revoke a person's pending invitation")
     revoke.add_argument("name", help="hub user name")

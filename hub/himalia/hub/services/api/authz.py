@@ -21,7 +21,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader
 from starlette.routing import BaseRoute
 
-from ...config import ROLE_GROUPS
+from ...config import ROLES
 from .identity import Identity, resolve_identity
 
 try:
@@ -53,16 +53,11 @@ class Forbidden(HTTPException):
         super().__init__(403, message)
 
 
-def _role_groups_text() -> str:
-    groups = [f"'{g}'" for g in ROLE_GROUPS.values()]
-    return ", ".join(groups[:-1]) + " or " + groups[-1]
-
-
 def _check_roles(roles: Iterable[str]) -> tuple[str, ...]:
     roles = tuple(roles)
-    unknown = [r for r in roles if r not in ROLE_GROUPS]
+    unknown = [r for r in roles if r not in ROLES]
     if unknown:
-        raise ValueError(f"Unknown platform role(s) {unknown}; valid roles: {sorted(ROLE_GROUPS)}")
+        raise ValueError(f"Unknown platform role(s) {unknown}; valid roles: {sorted(ROLES)}")
     return roles
 
 
@@ -80,8 +75,8 @@ def require_role(who: Identity, *roles: str) -> None:
         return
     if not who.roles:
         raise Forbidden(
-            f"'{who.name}' has no platform role: ask an administrator to add you to one of the "
-            f"hub groups {_role_groups_text()}."
+            f"'{who.name}' has no platform role: ask an administrator to give you one "
+            f"({', '.join(ROLES)}) on the hub's People page or with 'himalia users role'."
         )
     needed = sorted({*roles, ADMIN})
     raise Forbidden(

@@ -19,9 +19,8 @@ from fastapi import HTTPException, Request
 from jupyterhub.services.auth import HubOAuth
 from tornado.web import create_signed_value, decode_signed_value
 
-from ...config import ROLE_GROUPS
+from ...config import ADMIN_GROUP, ROLES
 
-_GROUP_ROLES = {group: role for role, group in ROLE_GROUPS.items()}
 
 #: Lifetime of the browser's cookie; tornado's ``set_secure_cookie`` default.
 COOKIE_MAX_AGE_DAYS = 30
@@ -46,10 +45,10 @@ class Identity:
 
 
 def platform_roles(model: dict) -> list[str]:
-    """Platform roles (admin, scientist, viewer) of a hub user or service model."""
-    roles = {_GROUP_ROLES[g] for g in model.get("groups") or [] if g in _GROUP_ROLES}
-    roles.update(r for r in model.get("roles") or [] if r in ROLE_GROUPS)
-    if model.get("admin"):
+    """Platform roles (admin, scientist, viewer) of a hub user or service model: the hub roles
+    of those names it holds, and admin for members of the admins group or the admin flag."""
+    roles = {r for r in model.get("roles") or [] if r in ROLES}
+    if model.get("admin") or ADMIN_GROUP in (model.get("groups") or []):
         roles.add("admin")
     return sorted(roles)
 

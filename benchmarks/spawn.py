@@ -7,11 +7,14 @@ RBAC roles, platform API and idle-culler services). For each hub:
 * 20 users spawned at once, then 10 more one after another (spawn request -> server ready);
 * ``GET /hub/api/users/<name>`` from 20 concurrent clients (p50 / p99), with the user's own
   token as a kernel or script would send it, once both hubs run: rounds alternate between
-  the hubs, so load elsewhere on the machine falls on both alike.
+  the hubs, so load elsewhere on the machine falls on both alike. On a small machine one
+  round's p99 swings by a third either way; the ratio is the median over rounds of each
+  round's himalia/stock p99 (the pooled p99 of all rounds is printed beside it).
 
 Usage: ``python benchmarks/spawn.py [--concurrent 20] [--sequential 10] [--requests 1000]
-[--rounds 4]``. It prints ``RESULT spawn_ratio <himalia/stock median spawn time> (goal <=
-1.1)`` and ends with ``RESULT hub_api_p99_ratio <himalia/stock p99> (goal <= 1.0)``.
+[--rounds 8]``. It prints ``RESULT spawn_ratio <himalia/stock median spawn time> (goal <=
+1.1)`` and ends with ``RESULT hub_api_p99_ratio <median of
+per-round himalia/stock p99> (goal <= 1.0)``.
 """
 
 from __future__ import annotations
@@ -250,7 +253,7 @@ def main() -> int:
     parser.add_argument("--concurrent", type=int, default=20)
     parser.add_argument("--sequential", type=int, default=10)
     parser.add_argument("--requests", type=int, default=1000, help="requests per hub per round")
-    parser.add_argument("--rounds", type=int, default=4, help="alternating latency rounds per hub")
+    parser.add_argument("--rounds", type=int, default=8, help="alternating latency rounds per hub")
     args = parser.parse_args()
 
     results = {}
@@ -271,9 +274,14 @@ def main() -> int:
             tokens = {hub.name: user_token(hub, "c00") for hub in hubs}
             for hub in hubs:  # warm up
                 api_latency(hub, "c00", tokens[hub.name], 100)
-            for _ in tqdm(range(args.rounds), desc="api rounds", unit="round"):
-                for hub in hubs:
-                    results[hub.name]["latency"] += api_latency(hub, "c00", tokens[hub.name], args.requests)
+            round_ratios = []
+            for i in tqdm(range(args.rounds), desc="api rounds", unit="round"):
+                round_p99 = {}
+                for hub in hubs if i % 2 == 0 else hubs[::-1]:  # neither always goes first
+                    latency = api_latency(hub, "c00", tokens[hub.name], args.requests)
+                    results[hub.name]["latency"] += latency
+                    round_p99[hub.name] = percentile(latency, 0.99)
+                round_ratios.append(round_p99["himalia"] / round_p99["stock"])
         finally:
             for hub in hubs:
                 hub.stop()
@@ -296,7 +304,9 @@ def main() -> int:
         results[name]["failures"] = failures
     print(f"himalia failures: {results['himalia']['failures']} (goal 0)")
     print(f"RESULT spawn_ratio {medians['himalia'] / medians['stock']:.3f} (goal <= 1.1)")
-    print(f"RESULT hub_api_p99_ratio {p99['himalia'] / p99['stock']:.3f} (goal <= 1.0)")
+    print(f"api p99 ratio per round: {' '.join(f'{r:.2f}' for r in round_ratios)}; "
+          f"pooled {p99['himalia'] / p99['stock']:.3f}")
+    print(f"RESULT hub_api_p99_ratio {statistics.median(round_ratios):.3f} (goal <= 1.0)")
     return 0
 
 

@@ -32,9 +32,12 @@ def _platform(request, proxy_bin, db: str) -> Platform:
     if db == "postgres":
         if not postgres_available():
             require_service(f"PostgreSQL is not reachable at {PG_DSN}")
-        # The hub's database; himalia makes the API's own role and schema in it.
+        # The hub's database; himalia makes the API's own role and schema in it. MLflow keeps
+        # its own schema versions, so its backend store is a database of its own.
         pg = PGDatabase(f"himalia_hub_{secrets.token_hex(3)}").create()
+        tracking_pg = PGDatabase(f"himalia_mlflow_{secrets.token_hex(3)}").create()
         platform = Platform(None, proxy_bin, db_url=pg.url)
+        platform.write_config(tracking_db_url=tracking_pg.url.replace("postgresql://", "postgresql+psycopg://", 1))
     else:
         platform = Platform(None, proxy_bin)
 
@@ -45,6 +48,7 @@ def _platform(request, proxy_bin, db: str) -> Platform:
 
             pg.drop()
             pg.drop_role(api_role_name(pg.url))
+            tracking_pg.drop()
 
     request.addfinalizer(finish)
     platform.start()
@@ -63,7 +67,17 @@ def sqlite_platform(request, proxy_bin) -> Platform:
     return _platform(request, proxy_bin, "sqlite")
 
 
+def _unique_name(base: str = "u") -> str:
+    return f"{base}{secrets.token_hex(3)}"
+
+
 @pytest.fixture
 def unique_name():
     """A fresh hub user name for each test (short: Unix account names are limited)."""
-    return lambda base="u": f"{base}{secrets.token_hex(3)}"
+    return _unique_name
+
+
+@pytest.fixture(scope="module")
+def unique_name_module():
+    """``unique_name`` for module-scoped fixtures."""
+    return _unique_name

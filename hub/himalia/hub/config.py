@@ -67,6 +67,23 @@ class HimaliaConfig(Configurable):
         """,
     ).tag(config=True)
 
+    tracking_port = Int(
+        0, help="Port of the MLflow tracking server (0: the previous run's if free, else any free one)."
+    ).tag(config=True)
+
+    tracking_db_url = Unicode(
+        "",
+        help="""SQLAlchemy URL of MLflow's backend store (experiments, runs, metrics, models).
+
+        Empty means SQLite in ``<state-dir>/tracking/``. A PostgreSQL URL needs a database of
+        MLflow's own (MLflow keeps its own schema versions there). Artifacts always live in
+        ``<state-dir>/tracking/artifacts`` and are served through the tracking server. Keep
+        passwords off the command line: ``HIMALIA_TRACKING_DB_URL`` or ``himalia_config.py``.
+
+        .. versionadded:: 0.2
+        """,
+    ).tag(config=True)
+
     api_db_url = Unicode(
         "",
         help="""SQLAlchemy URL of the platform API database.
@@ -239,6 +256,9 @@ class HimaliaConfig(Configurable):
     def resolved_db_url(self) -> str:
         return self.db_url or f"sqlite:///{StatePaths(self.state_path).hub_db}"
 
+    def resolved_tracking_db_url(self) -> str:
+        return self.tracking_db_url or f"sqlite:///{StatePaths(self.state_path).tracking / 'mlflow.db'}"
+
     def resolved_api_db_url(self, api_password: str = "") -> str:
         """The API database's URL; on the hub's PostgreSQL, as the API's own role.
 
@@ -360,6 +380,15 @@ class StatePaths:
     def api(self) -> Path:
         """The platform API's own folder (its SQLite database), owned by ``service_user``."""
         return self.root / "api"
+
+    @property
+    def tracking(self) -> Path:
+        """MLflow's folder (SQLite stores, artifacts, auth config), owned by ``service_user``."""
+        return self.root / "tracking"
+
+    def service_folders(self) -> list[Path]:
+        """Folders the platform's services own (as ``service_user`` when root)."""
+        return [self.api, self.tracking]
 
     @property
     def api_cookie_secret(self) -> Path:

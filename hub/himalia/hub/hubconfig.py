@@ -19,15 +19,18 @@ from traitlets.config import Config, PyFileConfigLoader
 from ._version import __version__
 from .config import ADMIN_GROUP, HimaliaConfig, StatePaths, write_private
 from . import userenv
+from .tracking import server as tracking_server
 from .unixusers import username_help, username_pattern
 
 API_SERVICE = "himalia"
 ADMIN_SERVICE = "himalia-admin"
 CULLER_SERVICE = "idle-culler"
+TRACKING_SERVICE = tracking_server.SERVICE
 #: Wrapper that ends a managed service when its hub is gone (see services/tied.py).
 TIED = "himalia.hub.services.tied"
 
 _ACCESS_API = f"access:services!service={API_SERVICE}"
+_ACCESS_TRACKING = f"access:services!service={TRACKING_SERVICE}"
 #: What any logged-in person may do, whatever their role: see who they are.
 BASE_SCOPES = [
     "read:users:name!user",
@@ -43,10 +46,11 @@ SCIENTIST_SCOPES = [
     "tokens!user",
     "read:roles:users!user",
     _ACCESS_API,
+    _ACCESS_TRACKING,
 ]
 VIEWER_SCOPES = list(BASE_SCOPES)
 #: Scopes of $JUPYTERHUB_API_TOKEN in a user's server and kernels (intersected with the user's).
-SERVER_TOKEN_SCOPES = ["users:activity!user", *BASE_SCOPES]
+SERVER_TOKEN_SCOPES = ["users:activity!user", *BASE_SCOPES, _ACCESS_TRACKING]
 #: Seconds a user's server trusts the hub's answer about a token: a revoked token stops
 #: working there this soon (JupyterHub's default is 300).
 SERVER_TOKEN_CACHE_SECONDS = 10
@@ -67,6 +71,7 @@ class Runtime:
     hub_port: int
     api_port: int
     proxy_api_port: int
+    tracking_port: int = 0
     admin_token: str = ""
     #: HimaliaConfig values given on the command line, which the hub process must see too.
     overrides: dict = field(default_factory=dict)
@@ -92,7 +97,8 @@ class Runtime:
             return path.read_text().strip() if path.exists() else ""
 
         return cls(hub_port=data["hub_port"], api_port=data["api_port"],
-                   proxy_api_port=data["proxy_api_port"], admin_token=secret(paths.admin_token),
+                   proxy_api_port=data["proxy_api_port"], tracking_port=data.get("tracking_port", 0),
+                   admin_token=secret(paths.admin_token),
                    overrides=data.get("overrides") or {},
                    api_cookie_secret=secret(paths.api_cookie_secret),
                    api_db_password=secret(paths.api_db_password))
@@ -156,8 +162,27 @@ def _authenticator(c: Config, cfg: HimaliaConfig, paths: StatePaths) -> None:
     c.HimaliaAuthenticator.check_common_password = True
 
 
-def _spawner(c: Config, cfg: HimaliaConfig, paths: StatePaths, api_url: str) -> None:
-    env = {"HIMALIA_API_URL": api_url}
+def server_token(spawner) -> str:
+    """The server's own hub token (its ``JUPYTERHUB_API_TOKEN``), for MLflow's client."""
+    return spawner.api_token
+
+
+def default_experiment(spawner) -> str:
+    """Each person's default MLflow experiment, in their own namespace (tracking/hubauth.py)."""
+    return f"users/{spawner.user.name}"
+
+
+def _spawner(c: Config, cfg: HimaliaConfig, paths: StatePaths, api_url: str,
+             tracking_url: str) -> None:
+    env = {
+        "HIMALIA_API_URL": api_url,
+        # Plain `import mlflow` works in every kernel and job: the platform's server, the
+        # server's token (sent as a bearer token), and the person's own default experiment.
+        "MLFLOW_TRACKING_URI": tracking_url,
+        "MLFLOW_TRACKING_TOKEN": server_token,
+        "MLFLOW_EXPERIMENT_NAME": default_experiment,
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+    }
     if cfg.backend == "local":
         c.JupyterHub.spawner_class = "himalia.hub.spawners.HimaliaLocalSpawner"
         c.HimaliaLocalSpawner.system_users = cfg.system_users
@@ -194,14 +219,14 @@ def _spawner(c: Config, cfg: HimaliaConfig, paths: StatePaths, api_url: str) -> 
     c.Spawner.http_timeout = 60
 
 
-def _api_url_for_servers(cfg: HimaliaConfig, servers_reach: str) -> str:
-    """Where kernels and servers reach the platform API (its own subdomain with subdomain_host)."""
+def _service_url_for_servers(cfg: HimaliaConfig, servers_reach: str, service: str = API_SERVICE) -> str:
+    """Where kernels and servers reach a service (its own subdomain with subdomain_host)."""
     if cfg.subdomain_host:
         parsed = urlparse(cfg.subdomain_host)
-        host = subdomain_hook_idna(API_SERVICE, parsed.hostname, "service")
+        host = subdomain_hook_idna(service, parsed.hostname, "service")
         port = f":{parsed.port}" if parsed.port else ""
-        return f"{parsed.scheme}://{host}{port}/services/{API_SERVICE}/"
-    return f"{servers_reach}/services/{API_SERVICE}/"
+        return f"{parsed.scheme}://{host}{port}/services/{service}/"
+    return f"{servers_reach}/services/{service}/"
 
 
 def build_hub_config(cfg: HimaliaConfig, runtime: Runtime, as_root: bool | None = None) -> Config:
@@ -243,7 +268,8 @@ def build_hub_config(cfg: HimaliaConfig, runtime: Runtime, as_root: bool | None 
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{runtime.proxy_api_port}"
 
     _authenticator(c, cfg, paths)
-    _spawner(c, cfg, paths, api_url=_api_url_for_servers(cfg, servers_reach))
+    _spawner(c, cfg, paths, api_url=_service_url_for_servers(cfg, servers_reach),
+             tracking_url=_service_url_for_servers(cfg, servers_reach, TRACKING_SERVICE).rstrip("/"))
 
     python = sys.executable
     # The hub needs root to start servers as their users; its services do not.
@@ -264,6 +290,22 @@ def build_hub_config(cfg: HimaliaConfig, runtime: Runtime, as_root: bool | None 
             "oauth_no_confirm": True,
             "oauth_client_allowed_scopes": BASE_SCOPES,
             **service_account,
+        },
+        {
+            "name": TRACKING_SERVICE,
+            "display": True,
+            "info": {"description": "MLflow experiment tracking and model registry"},
+            "url": f"http://127.0.0.1:{runtime.tracking_port}",
+            "command": [python, "-m", TIED, "himalia.hub.tracking.server"],
+            "environment": {
+                "HIMALIA_TRACKING_DIR": str(paths.tracking),
+                "HIMALIA_TRACKING_DB_URL": cfg.resolved_tracking_db_url(),
+                "HIMALIA_PUBLIC_URL": cfg.resolved_public_url(),
+            },
+            "oauth_no_confirm": True,
+            # The browser's token must show the person's roles to MLflow's authorization.
+            "oauth_client_allowed_scopes": [*BASE_SCOPES, _ACCESS_TRACKING],
+            **({"user": cfg.service_user, "cwd": str(paths.tracking)} if as_root else {}),
         },
         {"name": ADMIN_SERVICE, "api_token": runtime.admin_token},
     ]

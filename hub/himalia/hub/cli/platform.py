@@ -61,6 +61,7 @@ def _choose_ports(cfg, paths: StatePaths) -> Runtime:
         hub_port=pick(cfg.hub_port, "hub_port"),
         api_port=pick(cfg.api_port, "api_port"),
         proxy_api_port=pick(cfg.proxy_api_port, "proxy_api_port"),
+        tracking_port=pick(cfg.tracking_port, "tracking_port"),
     )
 
 
@@ -139,8 +140,8 @@ class Platform:
         self.write_runtime()
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
-        """Until people can use the platform: the hub answers, the platform API answers, and the
-        proxy routes to both (the hub adds the routes some time after it answers)."""
+        """Until people can use the platform: the hub, the platform API and MLflow answer, and
+        the proxy routes to them (the hub adds the routes some time after it answers)."""
         deadline = time.monotonic() + timeout
         proxy_api = f"http://127.0.0.1:{self.runtime.proxy_api_port}/api/routes"
         proxy_auth = {"Authorization": f"token {self.proxy.env['CONFIGPROXY_AUTH_TOKEN']}"}
@@ -148,12 +149,15 @@ class Platform:
         def routed(client: httpx.Client) -> bool:
             routes = client.get(proxy_api, headers=proxy_auth).json()
             # The proxy keeps route specs without their trailing slash (except "/").
-            return "/" in routes and f"/services/{hubconfig.API_SERVICE}" in routes
+            return "/" in routes and all(f"/services/{name}" in routes
+                                         for name in (hubconfig.API_SERVICE, hubconfig.TRACKING_SERVICE))
 
         checks = [
             lambda client: client.get(f"http://127.0.0.1:{self.runtime.hub_port}/hub/health").status_code == 200,
             lambda client: client.get(f"http://127.0.0.1:{self.runtime.api_port}/services/"
                                       f"{hubconfig.API_SERVICE}/openapi.json").status_code < 500,
+            lambda client: client.get(f"http://127.0.0.1:{self.runtime.tracking_port}/services/"
+                                      f"{hubconfig.TRACKING_SERVICE}/health").status_code == 200,
             routed,
         ]
         with httpx.Client(timeout=2) as client:
@@ -226,7 +230,7 @@ def _prepare_state(paths: StatePaths, bootstrap_password: bool = True) -> bool:
     """
     paths.root.mkdir(parents=True, exist_ok=True)
     os.chmod(paths.root, 0o700)
-    for sub in (paths.logs, paths.run, paths.users, paths.jupyter_data, paths.api):
+    for sub in (paths.logs, paths.run, paths.users, paths.jupyter_data, *paths.service_folders()):
         sub.mkdir(parents=True, exist_ok=True)
     for entry in paths.root.iterdir():
         mode = entry.lstat().st_mode
@@ -315,11 +319,12 @@ def _migrate(cfg, paths: StatePaths, url: str | None = None) -> None:
     write_private(paths.version, __version__ + "\n")
 
 
-def _give_api_folder(paths: StatePaths, account: pwd.struct_passwd) -> None:
-    """The API (running as the service account) owns its folder and its SQLite files."""
-    for folder, dirs, files in os.walk(paths.api):
-        for name in [folder, *(os.path.join(folder, n) for n in dirs + files)]:
-            os.chown(name, account.pw_uid, account.pw_gid)
+def _give_service_folders(paths: StatePaths, account: pwd.struct_passwd) -> None:
+    """The services (running as the service account) own their folders and SQLite files."""
+    for root in paths.service_folders():
+        for folder, dirs, files in os.walk(root):
+            for name in [folder, *(os.path.join(folder, n) for n in dirs + files)]:
+                os.chown(name, account.pw_uid, account.pw_gid)
 
 
 def unreadable_by_others(path: Path) -> Path | None:
@@ -368,7 +373,8 @@ def _load_config(args: argparse.Namespace, paths: StatePaths):
         value = getattr(args, option)
         if value is not None:
             overrides.HimaliaConfig[option] = value
-    for option, env_key in (("db_url", "HIMALIA_DB_URL"), ("api_db_url", "HIMALIA_API_DB_URL")):
+    for option, env_key in (("db_url", "HIMALIA_DB_URL"), ("api_db_url", "HIMALIA_API_DB_URL"),
+                            ("tracking_db_url", "HIMALIA_TRACKING_DB_URL")):
         value = _database_option(args, option, env_key)
         if value:
             overrides.HimaliaConfig[option] = value
@@ -383,6 +389,7 @@ def _load_config(args: argparse.Namespace, paths: StatePaths):
         raise CLIError(str(e).splitlines()[0]) from e
     _check_db_url(cfg.db_url, "c.HimaliaConfig.db_url")
     _check_db_url(cfg.api_db_url, "c.HimaliaConfig.api_db_url")
+    _check_db_url(cfg.tracking_db_url, "c.HimaliaConfig.tracking_db_url")
     if bool(cfg.ssl_cert) != bool(cfg.ssl_key):
         raise CLIError("c.HimaliaConfig.ssl_cert and ssl_key go together: set both or neither")
     problems = unsupported_settings(load_config_file(paths.root))
@@ -426,7 +433,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     _check_trusted_proxy(paths, proxy_exe)
     _migrate(cfg, paths, _api_database_url(cfg, paths))
     if service_account is not None:
-        _give_api_folder(paths, service_account)
+        _give_service_folders(paths, service_account)
     # Read before the hub consumes it, so a failed first start still shows it next time.
     bootstrap = paths.bootstrap_password.read_text().strip() if paths.bootstrap_password.exists() else ""
     runtime = _choose_ports(cfg, paths)
@@ -502,6 +509,9 @@ def add_commands(sub) -> None:
                                      "state directory; or set HIMALIA_DB_URL)")
     up.add_argument("--api-db-url", help="platform API database URL without a password (default: "
                                          "beside the hub's; or set HIMALIA_API_DB_URL)")
+    up.add_argument("--tracking-db-url", help="MLflow backend store URL without a password "
+                                              "(default SQLite in the state directory; or set "
+                                              "HIMALIA_TRACKING_DB_URL)")
     up.add_argument("--backend", choices=["local", "docker", "kubernetes"], help="where servers run")
     up.set_defaults(func=cmd_up)
 

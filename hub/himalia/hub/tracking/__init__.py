@@ -1,0 +1,1 @@
+"""Experiment tracking: the MLflow server behind hub auth, with per-user tenancy."""

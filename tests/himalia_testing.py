@@ -398,15 +398,24 @@ def browser_log_in(page, platform: Platform, name: str, password: str, timeout_m
 class Kernel:
     """A kernel in a user's server, driven through the proxy (REST + websocket)."""
 
-    def __init__(self, server_url: str, token: str, kernel_name: str = "himalia"):
+    def __init__(self, server_url: str, token: str, kernel_name: str = "himalia",
+                 notebook: str | None = None):
+        """``notebook``: start it as that notebook's kernel (a session), as JupyterLab does."""
         import websocket
 
         self.server_url = server_url
         self.headers = {"Authorization": f"token {token}"}
-        r = requests.post(f"{server_url}api/kernels", json={"name": kernel_name},
-                          headers=self.headers, timeout=60)
-        assert r.status_code == 201, f"{r.status_code} {r.text}"
-        self.id = r.json()["id"]
+        if notebook:
+            r = requests.post(f"{server_url}api/sessions", headers=self.headers, timeout=60,
+                              json={"path": notebook, "type": "notebook", "name": notebook,
+                                    "kernel": {"name": kernel_name}})
+            assert r.status_code == 201, f"{r.status_code} {r.text}"
+            self.id = r.json()["kernel"]["id"]
+        else:
+            r = requests.post(f"{server_url}api/kernels", json={"name": kernel_name},
+                              headers=self.headers, timeout=60)
+            assert r.status_code == 201, f"{r.status_code} {r.text}"
+            self.id = r.json()["id"]
         ws_url = server_url.replace("http://", "ws://") + f"api/kernels/{self.id}/channels"
         self.ws = websocket.create_connection(ws_url, header=[f"Authorization: token {token}"], timeout=90)
 

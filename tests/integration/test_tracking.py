@@ -236,3 +236,33 @@ def test_a_kernel_tracks_with_plain_mlflow_and_no_configuration(platform: Platfo
     # Nothing a kernel could read directly: the artifacts live where only the service can go.
     tracking = platform.state_dir / "tracking"
     assert tracking.stat().st_mode & 0o077 == 0
+
+
+def test_train_in_a_notebooks_kernel_logs_a_servable_model_with_its_lineage(platform: Platform, unique_name):
+    name = unique_name("tr")
+    session = platform.login(name, platform.create_user(name))
+    server = platform.spawn(session)
+    token = platform.user_token(session)["token"]
+    with Kernel(server, token, notebook="churn.ipynb") as kernel:
+        out = kernel.execute(
+            "import numpy as np, pandas as pd\n"
+            "rng = np.random.default_rng(0)\n"
+            "df = pd.DataFrame({'x1': rng.normal(size=300), 'x2': rng.normal(size=300)})\n"
+            "df['churned'] = (df.x1 + df.x2 > 0).astype(int)\n", timeout=120)
+        assert out["error"] is None, out
+        out = kernel.execute("model = %train sklearn.ensemble.RandomForestClassifier df --target churned "
+                             "--name forest\n"
+                             "from himalia.sdk import tracking\n"
+                             "print('RUN', tracking.last_run_id(), type(model).__name__)", timeout=180)
+    assert out["error"] is None, out
+    _, run_id, kind = next(line for line in out["stdout"].splitlines() if line.startswith("RUN ")).split()
+    assert kind == "RandomForestClassifier"
+    caller = Caller(platform, token_for(platform, name, TRACKING_SCOPES))
+    run = caller.ok("GET", f"{API}/runs/get", params={"run_id": run_id})["run"]
+    tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
+    assert tags["himalia.user"] == name and tags["himalia.notebook"] == "churn.ipynb"
+    assert len(tags["himalia.cell_sha256"]) == 64 and len(tags["himalia.env_sha256"]) == 64
+    assert tags["himalia.model_uri"]
+    assert {m["key"] for m in run["data"]["metrics"]} >= {"accuracy", "f1", "roc_auc"}
+    listed = caller.ok("GET", f"{API}/artifacts/list", params={"run_id": run_id, "path": "environment"})
+    assert [f["path"] for f in listed["files"]] == ["environment/requirements.txt"]

@@ -30,6 +30,8 @@ def prepare_home(home: str | os.PathLike) -> None:
 
 def main() -> None:
     prepare_home(Path.home())
+    # Kernels inherit it: a notebook's path relative to what the server serves (run lineage).
+    os.environ.setdefault("HIMALIA_SERVER_ROOT", os.getcwd())
     from jupyterhub.singleuser import main as singleuser
 
     singleuser()

@@ -2,11 +2,13 @@
 
 from .packages import PackageMagics
 from .platform import PlatformMagics
+from .tracking import TrackingMagics
 
 
 def load_ipython_extension(ipython):
     ipython.register_magics(PlatformMagics)
     ipython.register_magics(PackageMagics)
+    ipython.register_magics(TrackingMagics)
 
 
-__all__ = ["PlatformMagics", "load_ipython_extension"]
+__all__ = ["PlatformMagics", "TrackingMagics", "load_ipython_extension"]

@@ -266,3 +266,60 @@ def test_train_in_a_notebooks_kernel_logs_a_servable_model_with_its_lineage(plat
     assert {m["key"] for m in run["data"]["metrics"]} >= {"accuracy", "f1", "roc_auc"}
     listed = caller.ok("GET", f"{API}/artifacts/list", params={"run_id": run_id, "path": "environment"})
     assert [f["path"] for f in listed["files"]] == ["environment/requirements.txt"]
+
+
+def test_a_browser_logs_in_through_the_hub_and_gets_the_mlflow_ui(platform: Platform, unique_name):
+    name = unique_name("br")
+    session = platform.login(name, platform.create_user(name))
+    page = session.get(f"{platform.url}{MLFLOW}/", headers={"Accept": "text/html"}, timeout=60)
+    # Through the hub's OAuth (no confirmation page) and back, with a cookie of MLflow's own.
+    assert page.status_code == 200 and "<title>MLflow" in page.text, page.url
+    assert page.url == f"{platform.url}{MLFLOW}/"
+    cookie = next(c for c in session.cookies if c.name == "service-mlflow")
+    assert cookie.path == f"{MLFLOW}/" and cookie.has_nonstandard_attr("HttpOnly")
+    r = session.get(f"{platform.url}{MLFLOW}/ajax-api/2.0/mlflow/experiments/search",
+                    params={"max_results": 10}, timeout=30)
+    assert r.status_code == 200, r.text
+    # The same browser with a tampered cookie is anonymous again.
+    session.cookies.set("service-mlflow", cookie.value[:-4] + "AAAA", path=f"{MLFLOW}/",
+                        domain=cookie.domain)
+    r = session.get(f"{platform.url}{MLFLOW}/ajax-api/2.0/mlflow/experiments/search",
+                    params={"max_results": 10}, timeout=30)
+    assert r.status_code == 401, r.text
+
+
+def test_a_viewer_is_refused_the_mlflow_ui(platform: Platform, unique_name):
+    name = unique_name("vb")
+    session = platform.login(name, platform.create_user(name, role="viewer"))
+    page = session.get(f"{platform.url}{MLFLOW}/", headers={"Accept": "text/html"}, timeout=60)
+    assert page.status_code == 403
+
+
+def test_points_logged_right_before_the_kernel_shuts_down_are_kept(platform: Platform, unique_name):
+    name = unique_name("sd")
+    session = platform.login(name, platform.create_user(name))
+    server = platform.spawn(session)
+    token = platform.user_token(session)["token"]
+    kernel = Kernel(server, token)
+    out = kernel.execute(
+        "import mlflow\n"
+        "from himalia.sdk import tracking\n"
+        "run = mlflow.start_run()\n"
+        "for step in range(5000):\n"
+        "    tracking.log_metric('loss', step / 5000, step=step)\n"
+        "print('RUN', run.info.run_id)\n")
+    assert out["error"] is None, out
+    run_id = next(line for line in out["stdout"].splitlines() if line.startswith("RUN ")).split()[1]
+    kernel.close()  # shut down at once: the buffer is flushed at exit
+    caller = Caller(platform, token_for(platform, name, TRACKING_SCOPES))
+
+    def stored() -> int:
+        r = caller.call("GET", f"{MLFLOW}/api/2.0/mlflow/metrics/get-history",
+                        params={"run_id": run_id, "metric_key": "loss", "max_results": 10000})
+        return len(r.json().get("metrics", [])) if r.status_code == 200 else -1
+
+    wait_for(lambda: stored() == 5000, timeout=60, what="all 5,000 points")
+    values = sorted(m["step"] for m in caller.ok(
+        "GET", f"{MLFLOW}/api/2.0/mlflow/metrics/get-history",
+        params={"run_id": run_id, "metric_key": "loss", "max_results": 10000})["metrics"])
+    assert values == list(range(5000))

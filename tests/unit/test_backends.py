@@ -232,3 +232,31 @@ def test_missing_backend_package_names_the_extra(monkeypatch, missing, name, ext
     other = ({"HimaliaDockerSpawner", "HimaliaKubeSpawner"} - {name}).pop()
     assert getattr(fresh, other)
     assert fresh.__all__ == [other]
+
+
+def tracking_environment(tmp_path, backend):
+    """The spawner environment himalia's hub configuration gives ``backend`` servers."""
+    from himalia.hub.config import HimaliaConfig
+    from himalia.hub.hubconfig import Runtime, build_hub_config
+
+    cfg = HimaliaConfig(state_dir=str(tmp_path), backend=backend, ip="0.0.0.0", port=8000)
+    runtime = Runtime(hub_port=1111, api_port=2222, proxy_api_port=3333, tracking_port=4444)
+    return build_hub_config(cfg, runtime, as_root=False).Spawner.environment
+
+
+def test_docker_servers_track_with_their_own_token_and_experiment(docker_calls, tmp_path):
+    create_container({"profile": "cpu"}, environment=tracking_environment(tmp_path, "docker"),
+                     api_token="server-token")
+    env = docker_calls["create_container"]["environment"]
+    assert env["MLFLOW_TRACKING_URI"] == "http://host.docker.internal:8000/services/mlflow"
+    assert env["MLFLOW_TRACKING_TOKEN"] == "server-token"
+    assert env["MLFLOW_EXPERIMENT_NAME"] == "users/alice"
+
+
+def test_kube_servers_track_with_their_own_token_and_experiment(kube_spawner, tmp_path):
+    spawner = kube_spawner(environment=tracking_environment(tmp_path, "kubernetes"), api_token="server-token")
+    choose(spawner, {"profile": "cpu"})
+    env = {e["name"]: e.get("value") for e in pod_spec(spawner)["containers"][0]["env"]}
+    assert env["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:8000/services/mlflow"
+    assert env["MLFLOW_TRACKING_TOKEN"] == "server-token"
+    assert env["MLFLOW_EXPERIMENT_NAME"] == "users/alice"

@@ -34,6 +34,7 @@ DEFAULT_CLASSES = [
     "himalia.hub.spawners.HimaliaLocalSpawner",
     "himalia.hub.backends.HimaliaDockerSpawner",
     "himalia.hub.backends.HimaliaKubeSpawner",
+    "himalia.extension.tracking.RunReader",
 ]
 
 HEADER = """\

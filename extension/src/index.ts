@@ -7,6 +7,8 @@ import {
 import { HimaliaClient } from './handler';
 import helpPlugin from './help';
 import { HimaliaSidebar } from './sidebar';
+import { followActiveNotebook } from './tracking/notebook';
+import { RunsPanel } from './tracking/panel';
 
 /**
  * Adds the himalia panel (identity, roles, platform health) to the left sidebar.
@@ -28,4 +30,26 @@ const sidebarPlugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default [sidebarPlugin, helpPlugin];
+/**
+ * Adds the Runs panel (MLflow runs of the active notebook, or all of the user's) to the left
+ * sidebar.
+ */
+const runsPlugin: JupyterFrontEndPlugin<void> = {
+  id: 'himalia:runs',
+  description:
+    "Lists the active notebook's MLflow runs (or all of yours), plots their metrics and compares two.",
+  autoStart: true,
+  optional: [ILayoutRestorer],
+  activate: (app: JupyterFrontEnd, restorer: ILayoutRestorer | null): void => {
+    const panel = new RunsPanel({
+      client: new HimaliaClient(app.serviceManager.serverSettings)
+    });
+    app.shell.add(panel, 'left', { rank: 910 });
+    if (restorer) {
+      restorer.add(panel, panel.id);
+    }
+    followActiveNotebook(app.shell, path => panel.setNotebook(path));
+  }
+};
+
+export default [sidebarPlugin, runsPlugin, helpPlugin];

@@ -127,7 +127,7 @@ def test_check_fails_when_the_file_is_missing(tmp_path):
 
 @pytest.mark.parametrize("name", gen.DEFAULT_CLASSES)
 def test_default_classes_are_himalia_classes(name):
-    assert name.startswith("himalia.hub.")
+    assert name.startswith(("himalia.hub.", "himalia.extension."))
 
 
 def test_committed_config_reference_is_current():

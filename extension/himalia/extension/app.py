@@ -9,14 +9,18 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Callable, Float
 
 from .handlers import StatusHandler
+from .tracking import HANDLERS as TRACKING_HANDLERS
+from .tracking import RunReader
 
 
 class HimaliaExtensionApp(ExtensionApp):
-    """Serves ``/himalia/api/*``, the REST API of the himalia JupyterLab extension."""
+    """Serves ``/himalia/api/*`` and ``/himalia/tracking/*``: the himalia JupyterLab extension's
+    REST API."""
 
     name = "himalia"
-    description = "himalia: identity, roles and platform health for JupyterLab."
+    description = "himalia: identity, roles, platform health and runs for JupyterLab."
     load_other_extensions = True
+    classes = [*ExtensionApp.classes, RunReader]
 
     client_factory = Callable(
         Client.from_env,
@@ -42,10 +46,16 @@ class HimaliaExtensionApp(ExtensionApp):
     ).tag(config=True)
 
     _client: Any = None
+    run_reader: RunReader
+
+    def initialize_settings(self) -> None:
+        """Make the Runs panel's reader of MLflow (configured as ``c.RunReader``)."""
+        self.run_reader = RunReader(parent=self, log=self.log)
 
     def initialize_handlers(self) -> None:
         """Register the REST handlers (ExtensionApp prepends the server's base URL)."""
         self.handlers.append((r"/himalia/api/status", StatusHandler))
+        self.handlers.extend(TRACKING_HANDLERS)
 
     def platform_client(self) -> Any:
         """The platform API client, made by ``client_factory`` on first use and then reused.

@@ -14,6 +14,8 @@ def test_hub_restart_keeps_user_servers_running(sqlite_platform, unique_name):
     platform = sqlite_platform
     name = unique_name("rs")
     session = platform.login(name, platform.create_user(name))
+    viewer = unique_name("rv")
+    platform.create_user(viewer, role="viewer")
     server = platform.spawn(session)
     token = platform.user_token(session)["token"]
     kernel = Kernel(server, token)
@@ -42,6 +44,8 @@ def test_hub_restart_keeps_user_servers_running(sqlite_platform, unique_name):
     wait_for(lambda: not alive(old_culler), 30, what="the old idle culler to exit")
     user = platform.api("GET", f"/users/{name}").json()
     assert user["servers"][""]["ready"] is True
+    # Roles given at run time survive: the new hub's configuration lists their holders.
+    assert platform.role_of(name) == "scientist" and platform.role_of(viewer) == "viewer"
     # The very same kernel still holds its state: the server process survived the hub restart.
     assert kernel.execute("print(x + 1)")["stdout"].strip() == "42"
     r = requests.get(f"{server}api/status", headers={"Authorization": f"token {token}"}, timeout=30)

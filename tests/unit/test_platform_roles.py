@@ -7,10 +7,11 @@ import asyncio
 
 import pytest
 from jupyterhub import orm
+from sqlalchemy.orm import Session
 from traitlets.config import Config
 
 from himalia.hub.auth import HimaliaAuthenticator, platform_role_of, set_platform_role
-from himalia.hub.config import ADMIN_GROUP
+from himalia.hub.config import ADMIN_GROUP, ROLES
 
 
 @pytest.fixture
@@ -68,3 +69,35 @@ def test_a_new_user_gets_the_default_role(db, default):
     set_platform_role(db, new, "admin")
     asyncio.run(authenticator.add_user(new))
     assert platform_role_of(new) == "admin"
+
+
+def test_the_current_members_are_read_so_a_restart_keeps_them(tmp_path):
+    from sqlalchemy import create_engine
+
+    from himalia.hub.auth import role_members
+    from himalia.hub.config import HimaliaConfig
+    from himalia.hub.hubconfig import Runtime, build_hub_config
+
+    url = f"sqlite:///{tmp_path / 'jupyterhub.sqlite'}"
+    assert role_members(url) == {"scientist": [], "viewer": []}  # no hub tables yet
+    engine = create_engine(url)
+    orm.Base.metadata.create_all(engine)
+    with Session(engine) as db:
+        db.add(orm.Group(name=ADMIN_GROUP))
+        for role in (*ROLES, "user"):
+            db.add(orm.Role(name=role))
+        legacy = orm.Group(name="viewers")
+        db.add(legacy)
+        db.commit()
+        for name, role in (("ada", "scientist"), ("bo", "viewer"), ("cy", None)):
+            set_platform_role(db, user(db, name), role)
+        legacy.users.append(user(db, "old"))
+        db.commit()
+    engine.dispose()
+
+    members = role_members(url)
+    assert members == {"scientist": ["ada"], "viewer": ["bo", "old"]}
+    runtime = Runtime(hub_port=1, api_port=2, proxy_api_port=3)
+    config = build_hub_config(HimaliaConfig(state_dir=str(tmp_path)), runtime, role_members=members)
+    listed = {r["name"]: r.get("users") for r in config.JupyterHub.load_roles}
+    assert listed["scientist"] == ["ada"] and listed["viewer"] == ["bo", "old"]

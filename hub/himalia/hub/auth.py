@@ -107,6 +107,35 @@ def platform_role_of(orm_user) -> str | None:
     return next((role for role in USER_ROLES if role in held), None)
 
 
+def role_members(db_url: str) -> dict[str, list[str]]:
+    """Who holds each of ``USER_ROLES`` in the hub database at ``db_url`` now (users of the old
+    role groups included), read before the hub starts.
+
+    JupyterHub sets the members of every role in ``load_roles`` to exactly those listed there,
+    so the configuration lists the current ones: otherwise each restart would strip everyone's
+    role. A database without the hub's tables yet has nobody.
+    """
+    from sqlalchemy import create_engine, inspect
+    from sqlalchemy.orm import Session
+
+    members: dict[str, list[str]] = {role: [] for role in USER_ROLES}
+    engine = create_engine(db_url)
+    try:
+        if not inspect(engine).has_table("roles"):
+            return members
+        with Session(engine) as db:
+            for role in USER_ROLES:
+                found = orm.Role.find(db, role)
+                names = {u.name for u in found.users} if found is not None else set()
+                group = orm.Group.find(db, LEGACY_ROLE_GROUPS[role])
+                if group is not None:
+                    names |= {u.name for u in group.users if platform_role_of(u) is None}
+                members[role] = sorted(names)
+    finally:
+        engine.dispose()
+    return members
+
+
 def set_platform_role(db, orm_user, role: str | None) -> None:
     """Give ``orm_user`` exactly the platform role ``role`` (None: no role at all).
 

@@ -17,6 +17,7 @@ from jupyterhub.utils import subdomain_hook_idna
 from traitlets.config import Config, PyFileConfigLoader
 
 from ._version import __version__
+from .auth import role_members
 from .config import ADMIN_GROUP, HimaliaConfig, StatePaths, write_private
 from . import userenv
 from .tracking import server as tracking_server
@@ -229,13 +230,17 @@ def _service_url_for_servers(cfg: HimaliaConfig, servers_reach: str, service: st
     return f"{servers_reach}/services/{service}/"
 
 
-def build_hub_config(cfg: HimaliaConfig, runtime: Runtime, as_root: bool | None = None) -> Config:
+def build_hub_config(cfg: HimaliaConfig, runtime: Runtime, as_root: bool | None = None,
+                     role_members: dict[str, list[str]] | None = None) -> Config:
     """The complete JupyterHub configuration of one installation.
 
     ``as_root`` (default: whether this process is root) runs the platform's services as
-    ``cfg.service_user`` instead of the hub's own account.
+    ``cfg.service_user`` instead of the hub's own account. ``role_members`` lists who holds
+    the scientist and viewer roles now (``auth.role_members``): the hub resets every configured
+    role to the members its configuration lists.
     """
     paths = StatePaths(cfg.state_dir)
+    role_members = role_members or {}
     as_root = os.geteuid() == 0 if as_root is None else as_root
     c = Config()
     local_public = cfg.local_url()
@@ -321,8 +326,8 @@ def build_hub_config(cfg: HimaliaConfig, runtime: Runtime, as_root: bool | None 
     c.JupyterHub.services = services
 
     # Admins are a group (as in JupyterHub's admin page); scientists and viewers hold their role
-    # directly, given by invitations, the People page or `himalia users role`, and kept across
-    # restarts (a role here lists no members).
+    # directly, given by invitations, the People page or `himalia users role`. The hub sets each
+    # role below to exactly the members listed, so they list the current ones (role_members).
     c.JupyterHub.load_groups = {
         ADMIN_GROUP: {"users": [cfg.admin_user] if cfg.admin_user else []},
     }
@@ -330,9 +335,9 @@ def build_hub_config(cfg: HimaliaConfig, runtime: Runtime, as_root: bool | None 
         {"name": "user", "description": "Any logged-in person", "scopes": BASE_SCOPES},
         {"name": "admin", "groups": [ADMIN_GROUP], "services": [ADMIN_SERVICE]},
         {"name": "scientist", "description": "Own servers, jobs, runs, deployments, labels",
-         "scopes": SCIENTIST_SCOPES},
+         "scopes": SCIENTIST_SCOPES, "users": role_members.get("scientist", [])},
         {"name": "viewer", "description": "Dashboards and published job outputs only",
-         "scopes": VIEWER_SCOPES},
+         "scopes": VIEWER_SCOPES, "users": role_members.get("viewer", [])},
         {"name": "himalia-api", "description": "The platform API service",
          "scopes": ["list:services", "read:services", "list:users", "read:users", "read:groups"],
          "services": [API_SERVICE]},
@@ -358,7 +363,7 @@ def configure(c: Config, env: dict | None = None) -> None:
     paths = StatePaths(state_dir)
     runtime = Runtime.load(paths)
     cfg = load_himalia_config(state_dir, Config({"HimaliaConfig": runtime.overrides}))
-    c.merge(build_hub_config(cfg, runtime))
+    c.merge(build_hub_config(cfg, runtime, role_members=role_members(cfg.resolved_db_url())))
     # The admin's own settings for JupyterHub classes (authenticators, spawners) win.
     file_config = load_config_file(state_dir)
     file_config.pop("HimaliaConfig", None)

@@ -323,3 +323,11 @@ def test_points_logged_right_before_the_kernel_shuts_down_are_kept(platform: Pla
         "GET", f"{MLFLOW}/api/2.0/mlflow/metrics/get-history",
         params={"run_id": run_id, "metric_key": "loss", "max_results": 10000})["metrics"])
     assert values == list(range(5000))
+
+
+def test_mlflow_runs_no_task_queue_beside_the_hub(platform: Platform):
+    # MLflow's GenAI job runner would start task-queue consumers that poll all day and take
+    # CPU from the hub on the same machine; the platform runs its jobs itself.
+    commands = [" ".join(p.cmdline()) for p in platform.processes() if p.is_running()]
+    assert any("mlflow.server" in c or "uvicorn" in c for c in commands), commands
+    assert not [c for c in commands if "huey" in c]

@@ -60,6 +60,7 @@ def test_every_route_without_a_rule_is_refused_and_nothing_goes_to_a_home(tmp_pa
     assert env["MLFLOW_BASIC_AUTH_FAIL_CLOSED"] == "true"
     assert env["MLFLOW_DISABLE_TELEMETRY"] == "true"
     assert env["HOME"] == str(tmp_path)
+    assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
 
 
 def test_the_hub_runs_mlflow_as_a_service_with_its_own_folder_and_store(tmp_path):

@@ -3,7 +3,7 @@
 ``python -m himalia.hub.services.tied himalia.hub.tracking.server`` writes MLflow's auth
 configuration and starts ``mlflow server`` with its ``basic-auth`` app, whose authorization
 function (:mod:`himalia.hub.tracking.hubauth`) accepts hub tokens and the hub's OAuth login
-instead of passwords. MLflow starts worker and task-queue processes, so it runs in a process
+instead of passwords. MLflow starts worker processes, so it runs in a process
 group of its own, which this process ends when the hub stops the service.
 
 The objects handed to MLflow (command line, environment, auth configuration) are built by pure
@@ -80,10 +80,13 @@ def server_command(python: str, *, port: int, backend_uri: str, artifacts: Path,
 
 def server_environment(auth_config_path: Path, home: Path) -> dict[str, str]:
     """Settings of the server process: its auth configuration, no telemetry, every route
-    without an authorization rule refused, nothing written to a home folder."""
+    without an authorization rule refused, nothing written to a home folder, and no GenAI
+    job runner (task-queue consumers that would poll and take CPU from the hub beside them;
+    himalia runs its jobs itself)."""
     return {
         "MLFLOW_AUTH_CONFIG_PATH": str(auth_config_path),
         "MLFLOW_DISABLE_TELEMETRY": "true",
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         "MLFLOW_BASIC_AUTH_FAIL_CLOSED": "true",
         "HOME": str(home),
     }

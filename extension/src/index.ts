@@ -6,6 +6,7 @@ import {
 
 import { HimaliaClient } from './handler';
 import helpPlugin from './help';
+import kernelExitsPlugin from './kernelexits';
 import { HimaliaSidebar } from './sidebar';
 import { followActiveNotebook } from './tracking/notebook';
 import { RunsPanel } from './tracking/panel';
@@ -52,4 +53,4 @@ const runsPlugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default [sidebarPlugin, runsPlugin, helpPlugin];
+export default [sidebarPlugin, runsPlugin, helpPlugin, kernelExitsPlugin];

@@ -9,13 +9,14 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Callable, Float
 
 from .handlers import StatusHandler
+from .kernel_exits import KernelExitsHandler, KernelExitWatcher
 from .tracking import HANDLERS as TRACKING_HANDLERS
 from .tracking import RunReader
 
 
 class HimaliaExtensionApp(ExtensionApp):
-    """Serves ``/himalia/api/*`` and ``/himalia/tracking/*``: the himalia JupyterLab extension's
-    REST API."""
+    """Serves ``/himalia/api/*``, ``/himalia/tracking/*`` and ``/himalia/kernel-exits``: the
+    himalia JupyterLab extension's REST API."""
 
     name = "himalia"
     description = "himalia: identity, roles, platform health and runs for JupyterLab."
@@ -47,14 +48,19 @@ class HimaliaExtensionApp(ExtensionApp):
 
     _client: Any = None
     run_reader: RunReader
+    kernel_exits: KernelExitWatcher
 
     def initialize_settings(self) -> None:
-        """Make the Runs panel's reader of MLflow (configured as ``c.RunReader``)."""
+        """Make the Runs panel's reader of MLflow (configured as ``c.RunReader``) and start
+        watching for kernels that die (out of memory, most often)."""
         self.run_reader = RunReader(parent=self, log=self.log)
+        self.kernel_exits = KernelExitWatcher(self.serverapp, self.log)
+        self.kernel_exits.start()
 
     def initialize_handlers(self) -> None:
         """Register the REST handlers (ExtensionApp prepends the server's base URL)."""
         self.handlers.append((r"/himalia/api/status", StatusHandler))
+        self.handlers.append((r"/himalia/kernel-exits", KernelExitsHandler))
         self.handlers.extend(TRACKING_HANDLERS)
 
     def platform_client(self) -> Any:

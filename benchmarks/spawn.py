@@ -11,10 +11,18 @@ RBAC roles, platform API and idle-culler services). For each hub:
   round's p99 swings by a third either way; the ratio is the median over rounds of each
   round's himalia/stock p99 (the pooled p99 of all rounds is printed beside it).
 
+Then the Docker backend (as root, with ``dockerd`` installed): a Docker engine of the
+benchmark's own (as the tests start it, host network only) and the CPU user image from
+``images/build.sh --local-base``; ``--docker-users`` (10) users spawned at once in containers
+by himalia (``--backend docker``) and by stock JupyterHub with the stock DockerSpawner on the
+same image (on the host network, with the ``get_ip_and_port`` override DockerSpawner's
+documentation gives for it).
+
 Usage: ``python benchmarks/spawn.py [--concurrent 20] [--sequential 10] [--requests 1000]
-[--rounds 8]``. It prints ``RESULT spawn_ratio <himalia/stock median spawn time> (goal <=
-1.1)`` and ends with ``RESULT hub_api_p99_ratio <median of
-per-round himalia/stock p99> (goal <= 1.0)``.
+[--rounds 8] [--docker-users 10 | --no-docker]``. It prints ``RESULT spawn_ratio
+<himalia/stock median spawn time> (goal <= 1.1)``, ``RESULT hub_api_p99_ratio <median of
+per-round himalia/stock p99> (goal <= 1.0)`` and ends with ``RESULT docker_spawn_ratio
+<himalia/stock median container spawn time> (goal <= 1.1)``.
 """
 
 from __future__ import annotations
@@ -86,15 +94,18 @@ class Hub:
 
 class HimaliaHub(Hub):
     name = "himalia"
+    extra_config = ""
+    env: dict[str, str] = {}
 
     def start(self) -> None:
-        state = self.workdir / "himalia"
+        state = self.workdir / self.name
         state.mkdir()
         (state / "himalia_config.py").write_text(
             f"c.HimaliaConfig.system_user_prefix = {self.prefix!r}\n"
-            f"c.HimaliaConfig.service_user = {self.prefix + 'svc'!r}\n"
+            f"c.HimaliaConfig.service_user = {self.prefix + 'svc'!r}\n" + self.extra_config
         )
-        env = dict(os.environ, PATH=f"{Path(self.proxy_exe).parent}{os.pathsep}{os.environ['PATH']}")
+        env = dict(os.environ, PATH=f"{Path(self.proxy_exe).parent}{os.pathsep}{os.environ['PATH']}",
+                   **self.env)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "himalia.hub", "up", "--state-dir", str(state), "--port", str(self.port)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
@@ -111,19 +122,30 @@ class HimaliaHub(Hub):
 
 class StockHub(Hub):
     name = "stock"
+    env: dict[str, str] = {}
 
     def stop(self) -> None:
         super().stop()
         # JupyterHub runs the proxy in a session of its own and records its pid here.
-        pidfile = self.workdir / "stock" / "jupyterhub-proxy.pid"
+        pidfile = self.workdir / self.name / "jupyterhub-proxy.pid"
         if pidfile.exists():
             try:
                 os.killpg(int(pidfile.read_text()), signal.SIGTERM)
             except (ProcessLookupError, ValueError):
                 pass
 
+    def spawner_config(self, home: Path) -> str:
+        return (
+            "c.JupyterHub.spawner_class = 'himalia.hub.spawners.HimaliaLocalSpawner'\n"
+            f"c.HimaliaLocalSpawner.system_users = {os.geteuid() == 0}\n"
+            f"c.HimaliaLocalSpawner.system_user_prefix = {self.prefix!r}\n"
+            f"c.HimaliaLocalSpawner.shared_home_root = '{home}/users'\n"
+            f"c.HimaliaLocalSpawner.account_registry = '{home}/accounts.json'\n"
+            "c.Spawner.cmd = [str(Path(sys.executable).parent / 'jupyterhub-singleuser')]\n"
+        )
+
     def start(self) -> None:
-        home = self.workdir / "stock"
+        home = self.workdir / self.name
         home.mkdir()
         self.token = secrets.token_hex(32)
         config = home / "jupyterhub_config.py"
@@ -135,12 +157,7 @@ class StockHub(Hub):
             f"c.JupyterHub.db_url = 'sqlite:///{home}/jupyterhub.sqlite'\n"
             f"c.JupyterHub.cookie_secret_file = '{home}/cookie_secret'\n"
             f"c.ConfigurableHTTPProxy.command = [{self.proxy_exe!r}]\n"
-            "c.JupyterHub.spawner_class = 'himalia.hub.spawners.HimaliaLocalSpawner'\n"
-            f"c.HimaliaLocalSpawner.system_users = {os.geteuid() == 0}\n"
-            f"c.HimaliaLocalSpawner.system_user_prefix = {self.prefix!r}\n"
-            f"c.HimaliaLocalSpawner.shared_home_root = '{home}/users'\n"
-            f"c.HimaliaLocalSpawner.account_registry = '{home}/accounts.json'\n"
-            "c.Spawner.cmd = [str(Path(sys.executable).parent / 'jupyterhub-singleuser')]\n"
+            + self.spawner_config(home) +
             "c.Spawner.start_timeout = 60\nc.Spawner.http_timeout = 60\n"
             "c.JupyterHub.authenticator_class = 'null'\n"
             "c.Authenticator.allow_all = True\n"
@@ -151,8 +168,82 @@ class StockHub(Hub):
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "jupyterhub", "-f", str(config)], cwd=home,
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                env={**os.environ, **self.env},
             )
         wait_http(f"{self.url}/hub/health")
+
+
+class StockDockerHub(StockHub):
+    """Stock JupyterHub with the stock DockerSpawner on the host network."""
+
+    name = "stock-docker"
+
+    def __init__(self, workdir: Path, proxy_exe: str, prefix: str, image: str, docker_host: str):
+        super().__init__(workdir, proxy_exe, prefix)
+        self.image = image
+        self.env = {"DOCKER_HOST": docker_host}
+
+    def spawner_config(self, home: Path) -> str:
+        # On the host network every container needs its own port, and DockerSpawner's docs say
+        # to override get_ip_and_port there; this is the smallest config that does both.
+        return (
+            "from dockerspawner import DockerSpawner\n"
+            "from jupyterhub.utils import random_port\n"
+            "class HostNetworkDockerSpawner(DockerSpawner):\n"
+            "    async def start(self):\n"
+            "        self.port = random_port()\n"
+            "        return await super().start()\n"
+            "    async def get_ip_and_port(self):\n"
+            "        return self.host_ip, self.port\n"
+            "c.JupyterHub.spawner_class = HostNetworkDockerSpawner\n"
+            f"c.DockerSpawner.image = {self.image!r}\n"
+            "c.DockerSpawner.network_name = 'host'\n"
+            "c.DockerSpawner.remove = True\n"
+            "c.DockerSpawner.prefix = 'stock'\n"
+            "c.Spawner.start_timeout = 120\nc.Spawner.http_timeout = 120\n"
+        )
+
+
+class HimaliaDockerHub(HimaliaHub):
+    """``himalia up --backend docker`` with one profile on the same image."""
+
+    name = "himalia-docker"
+
+    def __init__(self, workdir: Path, proxy_exe: str, prefix: str, image: str, docker_host: str):
+        super().__init__(workdir, proxy_exe, prefix)
+        self.env = {"DOCKER_HOST": docker_host}
+        self.extra_config = (
+            "c.HimaliaConfig.backend = 'docker'\n"
+            f"c.HimaliaConfig.profiles = [{{'name': 'cpu', 'display_name': 'CPU', 'image': {image!r}}}]\n"
+            "c.Spawner.start_timeout = 120\nc.Spawner.http_timeout = 120\n"
+        )
+
+
+def measure_docker(args, workdir: Path, proxy_exe: str) -> dict[str, list[float | None]]:
+    """Container spawn-to-ready of ``args.docker_users`` users at once, stock then himalia."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from himalia_testing import DockerEngine
+
+    engine = DockerEngine().start()
+    results: dict[str, list[float | None]] = {}
+    try:
+        image = next(t for t in engine.build_images("base") if t.startswith("himalia/base:"))
+        engine.docker("run", "--rm", "--network", "host", image, "true")  # image layers read once
+        names = [f"d{i:02d}" for i in range(args.docker_users)]
+        with tqdm(total=2 * len(names), desc="container spawns", unit="server") as bar:
+            for hub_class in (StockDockerHub, HimaliaDockerHub):
+                hub = hub_class(workdir, proxy_exe, f"bd{secrets.token_hex(2)}-", image, engine.host)
+                bar.set_postfix_str(hub.name)
+                try:
+                    hub.start()
+                    results[hub.name] = run_spawns(hub, names, True, bar)
+                    stop_all(hub, names)
+                finally:
+                    hub.stop()
+                    remove_accounts(hub.prefix)
+    finally:
+        engine.stop()
+    return results
 
 
 def spawn_one(hub: Hub, name: str) -> float | None:
@@ -254,6 +345,8 @@ def main() -> int:
     parser.add_argument("--sequential", type=int, default=10)
     parser.add_argument("--requests", type=int, default=1000, help="requests per hub per round")
     parser.add_argument("--rounds", type=int, default=8, help="alternating latency rounds per hub")
+    parser.add_argument("--docker-users", type=int, default=10, help="users spawned at once in containers")
+    parser.add_argument("--no-docker", action="store_true", help="leave out the Docker backend")
     args = parser.parse_args()
 
     results = {}
@@ -286,6 +379,7 @@ def main() -> int:
             for hub in hubs:
                 hub.stop()
                 remove_accounts(hub.prefix)
+        docker = {} if args.no_docker else measure_docker(args, workdir, proxy_exe)
 
     print()
     print(f"{'':10}{'burst p50':>11}{'burst max':>11}{'serial p50':>12}{'api p50':>10}{'api p99':>10}{'failures':>10}")
@@ -307,6 +401,20 @@ def main() -> int:
     print(f"api p99 ratio per round: {' '.join(f'{r:.2f}' for r in round_ratios)}; "
           f"pooled {p99['himalia'] / p99['stock']:.3f}")
     print(f"RESULT hub_api_p99_ratio {statistics.median(round_ratios):.3f} (goal <= 1.0)")
+    if not docker:
+        return 0
+    print()
+    print(f"{'containers':16}{'p50':>9}{'max':>9}{'failures':>10}")
+    docker_medians = {}
+    for name, times in docker.items():
+        ok = [t for t in times if t is not None]
+        docker_medians[name] = statistics.median(ok) if ok else float("inf")
+        print(f"{name:16}{docker_medians[name]:>8.2f}s{max(ok) if ok else float('nan'):>8.2f}s"
+              f"{len(times) - len(ok):>10}")
+    failures = sum(t is None for t in docker["himalia-docker"])
+    print(f"himalia-docker failures: {failures} (goal 0)")
+    ratio = docker_medians["himalia-docker"] / docker_medians["stock-docker"]
+    print(f"RESULT docker_spawn_ratio {ratio:.3f} (goal <= 1.1)")
     return 0
 
 

@@ -514,3 +514,77 @@ def jupyter_app(tmp: Path, module: str, config: str, env: dict[str, str] | None 
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+class DockerEngine:
+    """A Docker engine of the tests' own: ``dockerd`` (as root) in a new data root, execution
+    root and socket, with no bridge, no iptables rules and no masquerading, so containers use
+    the host network only. :meth:`stop` ends exactly that daemon (by its process group) and
+    removes its folders. Images come from ``images/build.sh``, whose cache loads them fast.
+    """
+
+    def __init__(self):
+        self.root = reachable_temp_dir("himalia-docker-")
+        self.host = f"unix://{self.root / 'docker.sock'}"
+        self.proc: subprocess.Popen | None = None
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "DOCKER_HOST": self.host}
+
+    def start(self, timeout: float = 90.0) -> "DockerEngine":
+        dockerd = shutil.which("dockerd")
+        if dockerd is None or os.geteuid() != 0:
+            require_service("dockerd is not installed (tests/run.sh installs docker.io) or not root")
+        argv = [dockerd, "--data-root", str(self.root / "data"), "--exec-root", str(self.root / "exec"),
+                "--pidfile", str(self.root / "docker.pid"), "--host", self.host,
+                "--bridge=none", "--iptables=false", "--ip-masq=false", "--ip6tables=false"]
+        self.log = open(self.root / "dockerd.log", "wb")
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+
+        def answers() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"dockerd exited:\n{self.daemon_log()}")
+            return self.docker("version", check=False).returncode == 0
+
+        try:
+            wait_for(answers, timeout=timeout, what="dockerd to answer")
+        except AssertionError:
+            self.stop()
+            raise
+        return self
+
+    def daemon_log(self) -> str:
+        path = self.root / "dockerd.log"
+        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+    def docker(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+        result = subprocess.run(["docker", *args], capture_output=True, text=True, env=self.env(),
+                                timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"docker {' '.join(args)}: {result.stderr.strip()}")
+        return result
+
+    def build_images(self, *targets: str) -> list[str]:
+        """``images/build.sh --local-base`` against this engine; the tags it made."""
+        result = subprocess.run(["bash", str(REPO / "images" / "build.sh"), "--local-base", *targets],
+                                capture_output=True, text=True, env=self.env(), timeout=1800)
+        assert result.returncode == 0, f"images/build.sh failed:\n{result.stderr[-4000:]}"
+        return result.stdout.split()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                # Containers still running are stopped by the daemon as it shuts down.
+                for cid in self.docker("ps", "-aq", check=False).stdout.split():
+                    self.docker("rm", "-f", cid, check=False)
+            kill_group(self.proc.pid, timeout=60)
+            self.proc.wait(10)
+            self.log.close()
+            self.proc = None
+        # The daemon leaves its network namespace file (and, if killed, overlay mounts) mounted.
+        with open("/proc/self/mounts") as mounts:
+            points = [line.split()[1] for line in mounts]
+        for point in sorted((p for p in points if p.startswith(str(self.root) + "/")), reverse=True):
+            subprocess.run(["umount", "-l", point], capture_output=True)
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -29,6 +29,10 @@ fi
 
 # Browser tests drive Debian's Chromium; never a downloaded browser.
 command -v chromium >/dev/null || apt_install chromium
+# The Docker backend's tests start a Docker engine of their own and build images on a Debian
+# base made with debootstrap (no registry is needed).
+command -v dockerd >/dev/null || apt_install docker.io
+command -v debootstrap >/dev/null || apt_install debootstrap
 install_himalia test
 
 exec .venv/bin/python -m pytest "$@"

@@ -97,10 +97,31 @@ def test_docker_cpu_container(docker_calls):
     assert kwargs["image"] == "himalia/base:latest"
     assert "DeviceRequests" not in host_config
     assert host_config["Memory"] == 4 * 1024**3
+    assert host_config["MemorySwap"] == host_config["Memory"]  # no swap beyond the limit
     assert host_config["CpuQuota"] == 2 * host_config["CpuPeriod"]
     assert kwargs["environment"]["NVIDIA_VISIBLE_DEVICES"] == "void"
     assert kwargs["environment"]["CUDA_VISIBLE_DEVICES"] == ""
     assert "himalia-user-alice:/home/jovyan/work:rw" in host_config["Binds"]
+
+
+def test_docker_on_the_host_network_listens_on_loopback_at_its_own_port(docker_calls):
+    # The exact arguments for the engine's create call (the real engine is in
+    # tests/integration/test_docker.py); the engine refuses port bindings on this network.
+    spawner = HimaliaDockerSpawner(user=FakeUser(), hub=Hub(), network_name="host",
+                                   extra_host_config={"init": True})
+    choose(spawner, {"profile": "cpu"})
+    spawner.prepare_network()
+    asyncio.run(spawner.create_object())
+    kwargs = docker_calls["create_container"]
+    host_config = kwargs["host_config"]
+    assert host_config["NetworkMode"] == "host"
+    assert "PortBindings" not in host_config
+    assert host_config["Init"] is True
+    assert kwargs["environment"]["JUPYTERHUB_SERVICE_URL"].startswith(f"http://127.0.0.1:{spawner.port}/")
+    assert asyncio.run(spawner.get_ip_and_port()) == ("127.0.0.1", spawner.port)
+    other = HimaliaDockerSpawner(user=FakeUser(), hub=Hub(), network_name="host")
+    other.prepare_network()
+    assert other.port != spawner.port
 
 
 def test_docker_profile_merges_with_configured_settings(docker_calls):
@@ -248,7 +269,7 @@ def test_docker_servers_track_with_their_own_token_and_experiment(docker_calls, 
     create_container({"profile": "cpu"}, environment=tracking_environment(tmp_path, "docker"),
                      api_token="server-token")
     env = docker_calls["create_container"]["environment"]
-    assert env["MLFLOW_TRACKING_URI"] == "http://host.docker.internal:8000/services/mlflow"
+    assert env["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:8000/services/mlflow"  # host network
     assert env["MLFLOW_TRACKING_TOKEN"] == "server-token"
     assert env["MLFLOW_EXPERIMENT_NAME"] == "users/alice"
 
@@ -260,3 +281,18 @@ def test_kube_servers_track_with_their_own_token_and_experiment(kube_spawner, tm
     assert env["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:8000/services/mlflow"
     assert env["MLFLOW_TRACKING_TOKEN"] == "server-token"
     assert env["MLFLOW_EXPERIMENT_NAME"] == "users/alice"
+
+
+def test_docker_engine_down_is_a_spawn_error_that_says_so(monkeypatch, tmp_path):
+    from jupyterhub.spawner import SpawnException
+
+    socket = f"unix://{tmp_path}/no-engine.sock"
+    monkeypatch.setenv("DOCKER_HOST", socket)
+    monkeypatch.setattr(HimaliaDockerSpawner, "_client", None)
+    spawner = HimaliaDockerSpawner(user=FakeUser(), hub=Hub(), network_name="host")
+    choose(spawner, {"profile": "cpu"})
+    with pytest.raises(SpawnException) as info:
+        asyncio.run(spawner.start())
+    assert info.value.status_code == 503
+    assert info.value.reason == "docker-engine"
+    assert socket in info.value.message and "start dockerd" in info.value.message

@@ -192,11 +192,22 @@ def test_https_public_url_and_subdomains(tmp_path):
     assert tls.JupyterHub.bind_url == "https://127.0.0.1:8000"
 
 
+def test_docker_on_the_host_network_keeps_everything_on_loopback(tmp_path):
+    c = make(tmp_path, backend="docker")
+    assert c.DockerSpawner.network_name == "host"
+    assert c.JupyterHub.hub_bind_url == "http://127.0.0.1:1111"
+    assert c.JupyterHub.hub_connect_url == "http://127.0.0.1:1111"
+    assert c.DockerSpawner.extra_host_config == {"init": True}
+    assert c.Spawner.environment["HIMALIA_API_URL"] == "http://127.0.0.1:8000/services/himalia/"
+
+
 def test_docker_servers_reach_hub_and_api_through_the_host_gateway(tmp_path):
-    c = make(tmp_path, backend="docker", ip="0.0.0.0")
+    c = make(tmp_path, backend="docker", ip="0.0.0.0", docker_network="bridge")
+    assert c.DockerSpawner.network_name == "bridge"
     assert c.JupyterHub.hub_bind_url == "http://0.0.0.0:1111"
     assert c.JupyterHub.hub_connect_url == "http://host.docker.internal:1111"
-    assert c.DockerSpawner.extra_host_config == {"extra_hosts": {"host.docker.internal": "host-gateway"}}
+    assert c.DockerSpawner.extra_host_config == {
+        "init": True, "extra_hosts": {"host.docker.internal": "host-gateway"}}
     assert c.Spawner.environment["HIMALIA_API_URL"] == "http://host.docker.internal:8000/services/himalia/"
     k8s = make(tmp_path, backend="kubernetes", server_connect_host="hub.himalia.svc")
     assert k8s.JupyterHub.hub_connect_url == "http://hub.himalia.svc:1111"

@@ -208,7 +208,7 @@ def test_docker_gpu_profile_requests_nvidia_devices(profiles):
 
 def test_docker_cpu_profile_requests_no_devices_and_hides_gpus(profiles):
     overrides = docker_overrides(by_name(profiles, "cpu"), "alice")
-    assert overrides["extra_host_config"] == {}
+    assert overrides["extra_host_config"] == {"memswap_limit": "4G"}  # no devices, no swap
     assert overrides["environment"]["NVIDIA_VISIBLE_DEVICES"] == "void"
     assert (overrides["mem_limit"], overrides["cpu_limit"]) == ("4G", 2.0)
 

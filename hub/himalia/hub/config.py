@@ -109,9 +109,23 @@ class HimaliaConfig(Configurable):
         "",
         help="""Host name at which servers in containers or pods reach this machine's hub and proxy.
 
-        Empty means ``host.docker.internal`` for the Docker backend (mapped to the host's
-        gateway in every container) and ``127.0.0.1`` otherwise. With Kubernetes the hub
+        Empty means ``127.0.0.1`` on the host network, ``host.docker.internal`` for the
+        Docker backend on another network (mapped to the host's gateway in every container),
+        and ``127.0.0.1`` otherwise. With Kubernetes the hub
         usually runs in the cluster: set this to the hub's service name there.
+        """,
+    ).tag(config=True)
+
+    docker_network = Unicode(
+        "host",
+        help="""Docker network of the users' containers (Docker backend).
+
+        ``host`` (the default, for one machine): containers share the host's network, each
+        server listens on 127.0.0.1 at a port of its own and reaches the hub, the proxy and
+        the platform's services on 127.0.0.1; nothing is published. Any other value is a
+        Docker network (``bridge``, or one made with ``docker network create``, an overlay
+        network for a swarm): containers then reach this machine at
+        ``server_connect_host`` and the hub listens on all interfaces for them.
         """,
     ).tag(config=True)
 

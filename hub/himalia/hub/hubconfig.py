@@ -197,8 +197,13 @@ def _spawner(c: Config, cfg: HimaliaConfig, paths: StatePaths, api_url: str,
         c.Spawner.cmd = overlay.server_command()
     elif cfg.backend == "docker":
         c.JupyterHub.spawner_class = "himalia.hub.backends.HimaliaDockerSpawner"
-        # host-gateway makes host.docker.internal resolve on Linux engines too.
-        c.DockerSpawner.extra_host_config = {"extra_hosts": {"host.docker.internal": "host-gateway"}}
+        c.DockerSpawner.network_name = cfg.docker_network
+        # An init process reaps what kernels leave behind, as docker-stacks' tini does.
+        host_config: dict = {"init": True}
+        if cfg.docker_network != "host":
+            # host-gateway makes host.docker.internal resolve on Linux engines too.
+            host_config["extra_hosts"] = {"host.docker.internal": "host-gateway"}
+        c.DockerSpawner.extra_host_config = host_config
     else:
         c.JupyterHub.spawner_class = "himalia.hub.backends.HimaliaKubeSpawner"
     if cfg.profiles:
@@ -254,6 +259,12 @@ def build_hub_config(cfg: HimaliaConfig, runtime: Runtime, as_root: bool | None 
     if cfg.backend == "local":
         c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{runtime.hub_port}"
         servers_reach = local_public
+    elif cfg.backend == "docker" and cfg.docker_network == "host":
+        # Containers on the host network reach everything on loopback; nothing else listens.
+        host = cfg.server_connect_host or "127.0.0.1"
+        c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{runtime.hub_port}"
+        c.JupyterHub.hub_connect_url = f"http://{host}:{runtime.hub_port}"
+        servers_reach = local_public if host == "127.0.0.1" else f"http://{host}:{cfg.port}"
     else:
         # Containers and pods reach the hub and the proxy through the host's network.
         host = cfg.server_connect_host or ("host.docker.internal" if cfg.backend == "docker" else "127.0.0.1")

@@ -361,14 +361,14 @@ def docker_overrides(profile: Profile, username: str) -> dict[str, Any]:
         overrides["image"] = profile.image
     if profile.memory is not None:
         overrides["mem_limit"] = profile.memory
+        # Swap counts against the limit too: past it the kernel is killed, not slowed down.
+        overrides["extra_host_config"]["memswap_limit"] = profile.memory
     if profile.cpu is not None:
         overrides["cpu_limit"] = profile.cpu
     if profile.gpus:
-        overrides["extra_host_config"] = {
-            "device_requests": [
-                {"Driver": "nvidia", "Count": profile.gpus, "Capabilities": [["gpu"]]}
-            ]
-        }
+        overrides["extra_host_config"]["device_requests"] = [
+            {"Driver": "nvidia", "Count": profile.gpus, "Capabilities": [["gpu"]]}
+        ]
     return overrides
 
 

@@ -408,9 +408,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         raise CLIError("as root, every user's server runs as the user's own Unix account: remove "
                        "c.HimaliaConfig.system_users = False, or run himalia up as an unprivileged "
                        "account (then all servers share that account)")
-    if cfg.backend == "docker" and cfg.ip.startswith("127."):
-        raise CLIError("--backend docker needs the proxy on an address containers can reach: "
-                       "add --ip 0.0.0.0 (or the Docker bridge address)")
+    if cfg.backend == "docker" and cfg.docker_network != "host" and cfg.ip.startswith("127."):
+        raise CLIError(f"--backend docker on the {cfg.docker_network!r} network needs the proxy on an "
+                       "address containers can reach: add --ip 0.0.0.0 (or the Docker bridge address)")
     _prepare_state(paths, bootstrap_password=cfg.authenticator == "native")
     _lock(paths)
     service_account = None

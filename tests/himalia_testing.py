@@ -472,6 +472,16 @@ class JupyterProcess:
         return httpx.get(self.url + path, headers=headers, timeout=30)
 
 
+#: JupyterLab with himalia's server extension that asks for nothing outside 127.0.0.1: no news
+#: feed, no update check, no PyPI search (the settings the hub gives every server).
+OFFLINE_LAB = """
+c.ServerApp.jpserver_extensions = {"himalia.extension": True}
+c.LabApp.news_url = None
+c.LabApp.check_for_updates_class = "jupyterlab.NeverCheckForUpdate"
+c.LabApp.extension_manager = "readonly"
+"""
+
+
 @contextmanager
 def jupyter_app(tmp: Path, module: str, config: str, env: dict[str, str] | None = None) -> Iterator[JupyterProcess]:
     """Run ``python -m <module>`` (jupyter_server, jupyterlab) with ``config`` on a free port,

@@ -11,21 +11,15 @@ from pathlib import Path
 
 import psutil
 import pytest
-from himalia_testing import jupyter_app, wait_for
+from himalia_testing import OFFLINE_LAB, jupyter_app, wait_for
 from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.browser
 
-LAB = """
-c.ServerApp.jpserver_extensions = {"himalia.extension": True}
-c.LabApp.news_url = None
-c.LabApp.check_for_updates_class = "jupyterlab.NeverCheckForUpdate"
-c.LabApp.extension_manager = "readonly"
-"""
 
 
 def test_a_dead_kernel_is_explained(page: Page, tmp_path: Path) -> None:
-    with jupyter_app(tmp_path, "jupyterlab", LAB) as app:
+    with jupyter_app(tmp_path, "jupyterlab", OFFLINE_LAB) as app:
         notebook = tmp_path / "root" / "work.ipynb"
         notebook.write_text(json.dumps({
             "cells": [], "nbformat": 4, "nbformat_minor": 5,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from himalia_testing import jupyter_app
+from himalia_testing import OFFLINE_LAB, jupyter_app
 from jupyter_core.paths import jupyter_path
 from playwright.sync_api import Locator, Page, expect
 from unit.test_tracking_handlers import MlflowServer, mlflow_tracking_server
@@ -25,12 +25,6 @@ pytestmark = pytest.mark.browser
 NOTEBOOK = "analysis/churn.ipynb"
 OTHER_NOTEBOOK = "other.ipynb"
 LOSS_A = [1.0, 0.7, 0.5, 0.4, 0.35, 0.33]
-OFFLINE_LAB = """
-c.ServerApp.jpserver_extensions = {"himalia.extension": True}
-c.LabApp.news_url = None
-c.LabApp.check_for_updates_class = "jupyterlab.NeverCheckForUpdate"
-c.LabApp.extension_manager = "readonly"
-"""
 PANEL = "#himalia-runs"
 
 

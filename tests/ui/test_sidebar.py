@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from himalia_testing import jupyter_app
+from himalia_testing import OFFLINE_LAB, jupyter_app
 from jupyter_core.paths import jupyter_path
 from playwright.sync_api import Locator, Page, expect
 
@@ -21,13 +21,6 @@ pytestmark = pytest.mark.browser
 
 HERE = Path(__file__).resolve().parent
 
-# Nothing outside 127.0.0.1 is asked for: no news feed, no update check, no PyPI search.
-OFFLINE_LAB = """
-c.ServerApp.jpserver_extensions = {"himalia.extension": True}
-c.LabApp.news_url = None
-c.LabApp.check_for_updates_class = "jupyterlab.NeverCheckForUpdate"
-c.LabApp.extension_manager = "readonly"
-"""
 FAKE_PLATFORM = """
 import fake_platform
 c.HimaliaExtensionApp.client_factory = fake_platform.FakeClient

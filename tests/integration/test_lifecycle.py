@@ -111,6 +111,10 @@ def test_cli_errors_are_one_line(tmp_path):
     result = himalia_cli("status", "--state-dir", str(tmp_path / "missing"))
     assert result.returncode == 1
     assert "run 'himalia up" in result.stderr and "Traceback" not in result.stderr
+    # On a bridge network containers cannot reach a proxy on loopback (on the default host
+    # network they can, so only this configuration is refused).
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "himalia_config.py").write_text('c.HimaliaConfig.docker_network = "bridge"\n')
     result = himalia_cli("up", "--state-dir", str(tmp_path / "d"), "--backend", "docker")
     assert result.returncode == 1 and "--ip 0.0.0.0" in result.stderr
     assert result.stderr.strip().count("\n") == 0

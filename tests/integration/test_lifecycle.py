@@ -99,6 +99,13 @@ def test_second_up_on_the_same_state_reuses_it_and_stop_leaves_nothing(proxy_bin
         assert result.returncode == 1
         assert result.stderr.strip().count("\n") == 0
         assert "already running" in result.stderr
+        # The terminal it runs in closes (SIGHUP): it stops as with Ctrl-C, leaving nothing.
+        tree = platform.processes()
+        assert len(tree) > 3
+        os.kill(platform.proc.pid, signal.SIGHUP)
+        assert platform.proc.wait(90) == 0
+        left = [p for p in tree if p.is_running() and p.status() != "zombie"]
+        assert left == [], f"processes left behind: {[(p.pid, p.cmdline()) for p in left]}"
     finally:
         platform.close()
 

@@ -444,8 +444,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     def on_signal(signum, frame):
         platform.stopping.set()
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    # A closed terminal (SIGHUP) stops the platform as Ctrl-C and SIGTERM do.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, on_signal)
     platform.start()
     try:
         platform.wait_ready()
@@ -459,7 +460,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"Admin API token: {paths.admin_token} · logs: {paths.logs}", flush=True)
         platform.supervise()
     finally:
-        print("Stopping himalia ...", file=sys.stderr, flush=True)
+        try:
+            print("Stopping himalia ...", file=sys.stderr, flush=True)
+        except OSError:
+            pass  # whoever read our output is gone; the processes must still be stopped
         platform.shutdown()
         (paths.run / "himalia.pid").unlink(missing_ok=True)
     return 0

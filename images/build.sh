@@ -89,12 +89,15 @@ wheelhouse() {
 # Build (or load) image himalia/$1 from Dockerfile $2 in context $3 with more build arguments;
 # cached by the content of all inputs and tagged himalia/$1:build-<key> (left in $last_built).
 # Local bases are named by their own content keys (himalia/rootfs:<key>, :build-<key>), so the
-# arguments stand for their content.
+# arguments stand for their content. The local base and dependency layers (images/debian/)
+# never install himalia itself, so its wheel is not in their key: a change to himalia rebuilds
+# only the images' last layer.
 build_image() {
   local name=$1 dockerfile=$2 context=$3; shift 3
-  local key
-  key=$( { cat "$context/$dockerfile"; printf '%s\n' "$@"; ls -1 "$context/dist";
-           cat "$context/dist/"himalia-*.whl; cat "$context"/images/debian/fix-permissions; } | hash_of)
+  local key own=""
+  case "$dockerfile" in images/debian/*) ;; *) own=$(echo "$context/dist/"himalia-*.whl) ;; esac
+  key=$( { cat "$context/$dockerfile"; printf '%s\n' "$@"; ls -1 "$context/dist" | grep -v '^himalia-';
+           [ -z "$own" ] || cat "$own"; cat "$context"/images/debian/fix-permissions; } | hash_of)
   local cached="himalia/$name:build-$key"
   if ! docker image inspect "$cached" >/dev/null 2>&1; then
     if [ -f "$cache/image-$name-$key.tar" ]; then

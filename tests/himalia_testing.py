@@ -395,6 +395,10 @@ def browser_log_in(page, platform: Platform, name: str, password: str, timeout_m
     assert "jupyterhub-session-id" in cookies, f"login as {name} failed at {page.url}"
 
 
+class KernelDied(AssertionError):
+    """The kernel died (and its server restarts it) before it answered."""
+
+
 class Kernel:
     """A kernel in a user's server, driven through the proxy (REST + websocket)."""
 
@@ -420,7 +424,12 @@ class Kernel:
         self.ws = websocket.create_connection(ws_url, header=[f"Authorization: token {token}"], timeout=90)
 
     def execute(self, code: str, timeout: float = 90.0) -> dict:
-        """Run ``code``; return its text output, rich outputs and error (if any)."""
+        """Run ``code``; return its text output, rich outputs and error (if any).
+
+        Raises :class:`KernelDied` when the server reports the kernel dead or restarting.
+        """
+        import websocket
+
         msg_id = uuid.uuid4().hex
         self.ws.send(json.dumps({
             "header": {"msg_id": msg_id, "username": "test", "session": uuid.uuid4().hex,
@@ -431,11 +440,21 @@ class Kernel:
         }))
         result = {"stdout": "", "data": [], "error": None}
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            msg = json.loads(self.ws.recv())
+        while (remaining := deadline - time.monotonic()) > 0:
+            # The server pings every so often; answering pings must not stretch the deadline.
+            self.ws.settimeout(remaining)
+            opcode, frame = self.ws.recv_data_frame(control_frame=True)
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                raise KernelDied(f"the server closed the kernel's channels while running {code!r}")
+            if opcode not in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
+                continue
+            msg = json.loads(frame.data)
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "status" and content.get("execution_state") in ("restarting", "dead"):
+                # The server says so about the kernel itself, with no parent message.
+                raise KernelDied(f"the kernel died ({content['execution_state']}) while running {code!r}")
             if msg.get("parent_header", {}).get("msg_id") != msg_id:
                 continue
-            kind, content = msg["msg_type"], msg["content"]
             if kind == "stream":
                 result["stdout"] += content["text"]
             elif kind in ("display_data", "execute_result"):

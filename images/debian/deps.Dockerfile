@@ -7,6 +7,10 @@ FROM ${BASE}
 # The image's own user, which owns its Python environment (uid:gid).
 ARG OWNER=0:0
 COPY --chown=${OWNER} dist/*.whl /tmp/wheels/
-RUN python3 -m pip install --no-cache-dir --no-index --no-deps \
+# Group-writable from the start (umask 002, and fix-permissions where the image has it), so
+# the image's own fix-permissions finds nothing to change in this layer and copies none of it.
+RUN umask 002 && \
+    python3 -m pip install --no-cache-dir --no-index --no-deps \
       $(ls /tmp/wheels/*.whl | grep -v '/himalia-[^/]*\.whl$') > /dev/null && \
-    rm -rf /tmp/wheels
+    rm -rf /tmp/wheels && \
+    if [ -n "${CONDA_DIR:-}" ] && command -v fix-permissions > /dev/null; then fix-permissions "${CONDA_DIR}"; fi

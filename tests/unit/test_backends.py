@@ -296,3 +296,31 @@ def test_docker_engine_down_is_a_spawn_error_that_says_so(monkeypatch, tmp_path)
     assert info.value.status_code == 503
     assert info.value.reason == "docker-engine"
     assert socket in info.value.message and "start dockerd" in info.value.message
+
+
+@pytest.mark.parametrize("pull_error", [
+    # What a Docker engine with no registry in reach answers, and what a registry answers.
+    docker.errors.APIError("500 Server Error: Internal Server Error (\"Get https://registry-1.docker.io/v2/: "
+                           "dial tcp: lookup registry-1.docker.io: no such host\")"),
+    docker.errors.NotFound("404 Client Error: pull access denied for himalia/no-such-image"),
+])
+def test_a_missing_image_is_a_spawn_error_that_says_what_to_do(docker_calls, monkeypatch, pull_error):
+    from jupyterhub.spawner import SpawnException
+
+    client = HimaliaDockerSpawner._client
+
+    def inspect_image(image):
+        raise docker.errors.ImageNotFound(f"No such image: {image}")
+
+    def pull(repo, tag=None, **kwargs):
+        raise pull_error
+
+    monkeypatch.setattr(client, "inspect_image", inspect_image)
+    monkeypatch.setattr(client, "pull", pull)
+    spawner = HimaliaDockerSpawner(user=FakeUser(), hub=Hub(), network_name="host")
+    choose(spawner, {"profile": "cpu"})
+    with pytest.raises(SpawnException) as info:
+        asyncio.run(spawner.start())
+    assert info.value.reason == "image"
+    assert repr(spawner.image) in info.value.message and "images/build.sh" in info.value.message
+    assert "create_container" not in docker_calls

@@ -133,6 +133,14 @@ if DockerSpawner is not None:
                     status_code=503,
                 ) from e
 
+        async def pull_image(self, image: str) -> None:
+            """DockerSpawner's pull (when the image is not on the engine), where any refusal,
+            a registry that cannot be reached included, means the image is missing."""
+            try:
+                await super().pull_image(image)
+            except APIError as e:
+                raise self._image_missing(e) from e
+
         def _image_missing(self, error: Exception) -> SpawnException:
             return SpawnException(
                 f"The image {self.image!r} of profile {self.himalia_profile.name if self.himalia_profile else '?'!r}"

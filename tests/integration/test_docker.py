@@ -227,8 +227,10 @@ def test_a_job_container_runs_with_the_owners_volume_and_the_profiles_limits(eng
     owner = unique_name("dj")
     client = docker.DockerClient(base_url=engine.host)
     try:
-        engine.docker("run", "--rm", "-v", f"{volume_name(owner)}:/data", base, "sh", "-c",
-                      "echo input > /data/in.txt")
+        # The owner's files, written as their server would (a new volume takes the ownership of
+        # the image's folder it is mounted on).
+        work = f"{volume_name(owner)}:/home/jovyan/work"
+        engine.docker("run", "--rm", "-v", work, base, "sh", "-c", "echo input > /home/jovyan/work/in.txt")
         script = ("import os\nfrom pathlib import Path\n"
                   "mem = Path('/sys/fs/cgroup/memory/memory.limit_in_bytes')\n"
                   "mem = mem if mem.exists() else Path('/sys/fs/cgroup/memory.max')\n"
@@ -239,8 +241,7 @@ def test_a_job_container_runs_with_the_owners_volume_and_the_profiles_limits(eng
                                         environment={"RUN": "r1"}), timeout=120, client=client)
         assert result.ok, result.logs
         assert result.logs.split() == ["1000", "100", "input", "ml", "r1", str(768 * 1024**2)]
-        assert engine.docker("run", "--rm", "-v", f"{volume_name(owner)}:/data", base,
-                             "cat", "/data/out.txt").stdout == "done"
+        assert engine.docker("run", "--rm", "-v", work, base, "cat", "/home/jovyan/work/out.txt").stdout == "done"
         hog = run_task(ContainerTask(small, owner, ["python3", "-c", "b = []\nwhile True: b.append(bytearray(2**26))"],
                                      kind="job"), timeout=120, client=client)
         assert hog.oom_killed and hog.exit_code == 137 and not hog.ok

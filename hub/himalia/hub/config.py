@@ -258,6 +258,44 @@ class HimaliaConfig(Configurable):
         help="Seconds of inactivity after which a server is stopped; 0 turns culling off.",
     ).tag(config=True)
 
+    job_kernel_pool = Dict(
+        {},
+        help="""Started kernels kept waiting for job runs, per profile (default 1 each).
+
+        Kernels run as a job's owner, so each owner with active jobs gets this many per profile;
+        ``{"gpu": 0}`` keeps none for the GPU profile. An idle kernel stops after
+        ``job_kernel_idle_seconds``.
+        """,
+    ).tag(config=True)
+
+    job_kernel_idle_seconds = Int(
+        600, help="Seconds a started kernel waits for a job run before it is shut down."
+    ).tag(config=True)
+
+    job_max_parallel = Int(
+        2, help="Job runs executed at the same time by the runner (each job also has its own limit)."
+    ).tag(config=True)
+
+    job_misfire_grace_seconds = Int(
+        3600,
+        help="""How late a scheduled run may start after the runner was down.
+
+        Slots missed while the runner was not running are coalesced: the latest one runs if it
+        is at most this many seconds old, the others are skipped (never run twice).
+        """,
+    ).tag(config=True)
+
+    job_max_notebook_bytes = Int(
+        20 * 1024 * 1024, help="Largest notebook (with its outputs) a job may be made from."
+    ).tag(config=True)
+
+    smtp = Dict(
+        {},
+        help="""SMTP server for job e-mail notifications: ``{"host", "port", "sender",
+        "starttls": bool, "username", "password_file"}``. Empty: jobs cannot send e-mail.
+        """,
+    ).tag(config=True)
+
     extra_hub_config = Dict(
         help="""Extra JupyterHub configuration, as ``{"Class": {"trait": value}}``, merged over
         himalia's own settings; plain ``c.Class.trait`` lines in ``himalia_config.py`` win over it.""",
@@ -400,9 +438,20 @@ class StatePaths:
         """MLflow's folder (SQLite stores, artifacts, auth config), owned by ``service_user``."""
         return self.root / "tracking"
 
+    @property
+    def jobs(self) -> Path:
+        """Scheduled jobs' notebooks, inputs and run outputs, owned by ``service_user``."""
+        return self.root / "jobs"
+
+    @property
+    def jobs_socket(self) -> Path:
+        """The job runner's control socket (see jobs/control.py), where the API's account
+        reaches it."""
+        return self.jobs / "runner.sock"
+
     def service_folders(self) -> list[Path]:
         """Folders the platform's services own (as ``service_user`` when root)."""
-        return [self.api, self.tracking]
+        return [self.api, self.tracking, self.jobs]
 
     @property
     def api_cookie_secret(self) -> Path:

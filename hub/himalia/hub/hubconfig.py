@@ -24,6 +24,7 @@ from .tracking import server as tracking_server
 from .unixusers import username_help, username_pattern
 
 API_SERVICE = "himalia"
+JOBS_SERVICE = "himalia-jobs"
 ADMIN_SERVICE = "himalia-admin"
 CULLER_SERVICE = "idle-culler"
 TRACKING_SERVICE = tracking_server.SERVICE
@@ -235,6 +236,69 @@ def _service_url_for_servers(cfg: HimaliaConfig, servers_reach: str, service: st
     return f"{servers_reach}/services/{service}/"
 
 
+def _profile_names(cfg: HimaliaConfig) -> tuple[list[str], str]:
+    from .profiles import parse_profiles
+
+    profiles = parse_profiles(cfg.profiles) if cfg.profiles else []
+    default = next((p.name for p in profiles if p.default), profiles[0].name if profiles else "")
+    return [p.name for p in profiles], default
+
+
+def _jobs_api_environment(cfg: HimaliaConfig, paths: StatePaths) -> dict:
+    names, default = _profile_names(cfg)
+    return {
+        "HIMALIA_JOBS_DIR": str(paths.jobs),
+        "HIMALIA_JOBS_SOCKET": str(paths.jobs_socket),
+        "HIMALIA_JOBS_LIMITS": json.dumps({"profiles": names, "default_profile": default,
+                                           "max_notebook_bytes": cfg.job_max_notebook_bytes}),
+    }
+
+
+def _jobs_runner(cfg: HimaliaConfig, paths: StatePaths, runtime: Runtime, as_root: bool,
+                 python: str, api_url: str, tracking_url: str) -> dict:
+    """The job runner service: root when the platform is (kernels run as each run's owner)."""
+    import pwd
+
+    files_uid = files_gid = None
+    if as_root:
+        try:
+            account = pwd.getpwnam(cfg.service_user)
+            files_uid, files_gid = account.pw_uid, account.pw_gid
+        except KeyError:
+            pass
+    local = cfg.backend == "local"
+    runner = {
+        "state_dir": str(paths.root),
+        "db_url": cfg.resolved_api_db_url(runtime.api_db_password),
+        "jobs_dir": str(paths.jobs),
+        "socket": str(paths.jobs_socket),
+        "api_url": api_url,
+        "tracking_url": tracking_url,
+        "system_users": bool(cfg.system_users and as_root),
+        "user_prefix": cfg.system_user_prefix,
+        "account_registry": str(paths.accounts),
+        "user_environment": str(userenv.user_environment(userenv.overlay_location(paths.root)).root)
+                            if local else "",
+        "profiles": list(cfg.profiles),
+        "pool_sizes": dict(cfg.job_kernel_pool),
+        "kernel_idle_seconds": cfg.job_kernel_idle_seconds,
+        "max_parallel": cfg.job_max_parallel,
+        "misfire_grace_seconds": cfg.job_misfire_grace_seconds,
+        "smtp": dict(cfg.smtp),
+        "files_uid": files_uid,
+        "files_gid": files_gid,
+        "public_url": cfg.resolved_public_url(),
+    }
+    return {
+        "name": JOBS_SERVICE,
+        "display": False,
+        "info": {"description": "Scheduled notebook jobs (papermill)"},
+        "command": [python, "-m", TIED, "himalia.hub.jobs.runner"],
+        "environment": {"HIMALIA_JOBS_RUNNER": json.dumps(runner)},
+        **({"cwd": str(paths.jobs)} if as_root else {}),
+    }
+
+
 def build_hub_config(cfg: HimaliaConfig, runtime: Runtime, as_root: bool | None = None,
                      role_members: dict[str, list[str]] | None = None) -> Config:
     """The complete JupyterHub configuration of one installation.
@@ -323,8 +387,12 @@ def build_hub_config(cfg: HimaliaConfig, runtime: Runtime, as_root: bool | None 
             "oauth_client_allowed_scopes": [*BASE_SCOPES, _ACCESS_TRACKING],
             **({"user": cfg.service_user, "cwd": str(paths.tracking)} if as_root else {}),
         },
+        _jobs_runner(cfg, paths, runtime, as_root, python,
+                     api_url=_service_url_for_servers(cfg, servers_reach),
+                     tracking_url=_service_url_for_servers(cfg, servers_reach, TRACKING_SERVICE).rstrip("/")),
         {"name": ADMIN_SERVICE, "api_token": runtime.admin_token},
     ]
+    services[0]["environment"].update(_jobs_api_environment(cfg, paths))
     if cfg.cull_idle_timeout > 0:
         services.append(
             {
@@ -349,6 +417,8 @@ def build_hub_config(cfg: HimaliaConfig, runtime: Runtime, as_root: bool | None 
          "scopes": SCIENTIST_SCOPES, "users": role_members.get("scientist", [])},
         {"name": "viewer", "description": "Dashboards and published job outputs only",
          "scopes": VIEWER_SCOPES, "users": role_members.get("viewer", [])},
+        {"name": "himalia-jobs", "description": "The job runner: a token per run for its owner",
+         "scopes": ["tokens", "read:users"], "services": [JOBS_SERVICE]},
         {"name": "himalia-api", "description": "The platform API service",
          "scopes": ["list:services", "read:services", "list:users", "read:users", "read:groups"],
          "services": [API_SERVICE]},

@@ -98,7 +98,7 @@ class AccountRegistry:
                         f"remove it (userdel {name}) or choose another "
                         "c.HimaliaConfig.system_user_prefix."
                     )
-                if record.get("owner") != owner:
+                if not same_owner(record.get("owner", ""), owner):
                     raise AccountError(
                         f"The Unix account {name} belongs to an earlier user of the same name; "
                         f"an admin must keep what it needs from {account.pw_dir} and remove it "
@@ -128,6 +128,17 @@ class AccountRegistry:
             raise AccountError(f"useradd {name} failed: {e.stderr.strip()}") from e
         if not system:
             os.chmod(os.path.join(self.home_root, name), 0o700)
+
+
+def same_owner(recorded: str, wanted: str) -> bool:
+    """Whether a registry record's owner is ``wanted``. A hub user is known by id and creation
+    time (``hub-user:<id>:<created>``); services that see the hub's REST API only know the
+    creation time and ask with the id ``?``: the creation time alone tells people apart."""
+    if recorded == wanted:
+        return True
+    a, b = recorded.split(":", 2), wanted.split(":", 2)
+    return (len(a) == len(b) == 3 and a[0] == b[0] == "hub-user" and a[2] == b[2]
+            and "?" in (a[1], b[1]))
 
 
 def hub_user_owner(user) -> str:

@@ -20,7 +20,7 @@ class HimaliaError(Exception):
 
 def _raise_for(response: httpx.Response) -> Any:
     if response.status_code < 400:
-        return response.json()
+        return response.json() if response.content else None
     try:
         message = response.json().get("message") or response.reason_phrase
     except ValueError:
@@ -62,6 +62,17 @@ class Client:
                 return _raise_for(await http.request(method, self._url(path), **kwargs))
         except httpx.HTTPError as e:
             raise HimaliaError(f"Cannot reach the platform API at {self.api_url}: {e}") from e
+
+    def raw(self, method: str, path: str, **kwargs) -> httpx.Response:
+        """The response itself (for files: notebooks, HTML, Parquet); errors raise as usual."""
+        try:
+            with httpx.Client(headers=self._headers, timeout=self.timeout) as http:
+                response = http.request(method, self._url(path), **kwargs)
+        except httpx.HTTPError as e:
+            raise HimaliaError(f"Cannot reach the platform API at {self.api_url}: {e}") from e
+        if response.status_code >= 400:
+            _raise_for(response)
+        return response
 
     def whoami(self) -> dict:
         """``{"name", "kind", "roles", "scopes"}`` of the token's owner."""

@@ -8,14 +8,18 @@ public URL (``HIMALIA_PUBLIC_URL``) and the hex-encoded secret that signs browse
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
 from collections.abc import Mapping
+from pathlib import Path
 from urllib.parse import urlparse
 
 import uvicorn
 
+from ...jobs.api import JobsSettings
+from ...jobs.service import Limits
 from .app import APISettings, create_app
 
 log = logging.getLogger("himalia.api")
@@ -31,6 +35,18 @@ def cookie_secret(env: Mapping[str, str]) -> bytes:
     return secrets.token_bytes(32)
 
 
+def jobs_settings(env: Mapping[str, str]) -> JobsSettings | None:
+    """Where jobs keep their files (``HIMALIA_JOBS_DIR``), the runner's socket and the limits
+    (``HIMALIA_JOBS_LIMITS``, JSON of :class:`Limits`' fields)."""
+    root = env.get("HIMALIA_JOBS_DIR", "")
+    if not root:
+        return None
+    limits = json.loads(env.get("HIMALIA_JOBS_LIMITS") or "{}")
+    limits["profiles"] = tuple(limits.get("profiles", ()))
+    return JobsSettings(root=Path(root), runner_socket=Path(env["HIMALIA_JOBS_SOCKET"]),
+                        limits=Limits(**limits))
+
+
 def main() -> None:
     env = os.environ
     settings = APISettings(
@@ -43,6 +59,7 @@ def main() -> None:
         public_url=env.get("HIMALIA_PUBLIC_URL", ""),
         oauth_client_id=env.get("JUPYTERHUB_CLIENT_ID", ""),
         oauth_redirect_uri=env.get("JUPYTERHUB_OAUTH_CALLBACK_URL", ""),
+        jobs=jobs_settings(env),
     )
     bind = urlparse(env["JUPYTERHUB_SERVICE_URL"])
     uvicorn.run(

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
@@ -37,6 +38,9 @@ from .identity import (
     read_signed_cookie,
     sign_cookie,
 )
+
+if TYPE_CHECKING:
+    from ...jobs.api import JobsSettings
 
 #: On every response but /docs: a page opened by another user's JupyterLab (same origin, via
 #: ``window.open``) gets an opaque origin, so its opener cannot read it; and no framing.
@@ -83,6 +87,8 @@ class APISettings:
     oauth_redirect_uri: str = ""
     #: How long the hub's answer about a token is trusted; a revoked token works this long.
     token_cache_seconds: int = 10
+    #: Scheduled jobs' files and runner; None leaves the jobs routes out.
+    jobs: "JobsSettings | None" = None
 
 
 class SecurityHeaders:
@@ -279,6 +285,10 @@ def create_app(settings: APISettings) -> FastAPI:
         return response
 
     app.include_router(router)
+    if settings.jobs is not None:
+        from ...jobs.api import make_router as jobs_router
+
+        app.include_router(jobs_router(prefix, db, settings.jobs))
     app.include_router(guide.make_router(prefix, guide.find_docs()))
     app.include_router(public)
     unprotected = unprotected_routes(app, prefix)

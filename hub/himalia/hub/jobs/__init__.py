@@ -1,0 +1,1 @@
+"""Scheduled notebook jobs: definitions, runs, the runner that executes them with papermill."""

@@ -1,0 +1,93 @@
+"""papermill's ``himalia`` engine: execute on a kernel that is already running.
+
+Registered under the ``papermill.engine`` entry point, so ``papermill.execute_notebook(...,
+engine_name="himalia", kernel_pool=pool, pool_key=key)`` takes a started kernel from ``pool``
+instead of starting one (most of a short notebook's time). Each kernel serves one run and is
+shut down after it; papermill's own behaviour (the injected-parameters cell, the error cell of a
+failed run, the saved output) is unchanged.
+
+Extra keyword arguments: ``kernel_pool`` (with ``take(key, timeout) -> KernelManager``),
+``pool_key``, ``setup_code`` (run silently before the first cell: the run's environment),
+``on_kernel(km)`` (called with the kernel taken) and ``on_cell(done, total, seconds)``.
+"""
+
+from __future__ import annotations
+
+import time
+
+from jupyter_core.utils import run_sync
+from nbclient.util import ensure_async
+from papermill.clientwrap import PapermillNotebookClient
+from papermill.engines import NBClientEngine
+from papermill.log import logger
+from papermill.utils import merge_kwargs, remove_args
+
+
+class SetupError(RuntimeError):
+    """The run's setup code failed in the kernel."""
+
+
+class PooledNotebookClient(PapermillNotebookClient):
+    """papermill's client, running ``setup_code`` once the kernel client is connected."""
+
+    def __init__(self, nb_man, km=None, setup_code: str = "", **kw):
+        super().__init__(nb_man, km=km, **kw)
+        self.setup_code = setup_code
+
+    async def async_start_new_kernel_client(self):
+        kc = await super().async_start_new_kernel_client()
+        if self.setup_code:
+            reply = await ensure_async(kc.execute(self.setup_code, silent=True, store_history=False,
+                                                  reply=True, timeout=self.startup_timeout))
+            if reply["content"].get("status") != "ok":
+                content = reply["content"]
+                raise SetupError(f"{content.get('ename')}: {content.get('evalue')}")
+        return kc
+
+    start_new_kernel_client = run_sync(async_start_new_kernel_client)
+
+
+class PooledKernelEngine(NBClientEngine):
+    """An nbclient engine whose kernel comes from a pool of started kernels."""
+
+    @classmethod
+    def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None,
+                                 stderr_file=None, start_timeout=60, execution_timeout=None,
+                                 kernel_pool=None, pool_key=None, setup_code="", on_kernel=None,
+                                 on_cell=None, **kwargs):
+        if kernel_pool is None:
+            raise ValueError("The himalia engine runs notebooks on started kernels: pass "
+                             "kernel_pool= (and pool_key=) to papermill.execute_notebook.")
+        km = kernel_pool.take(pool_key, timeout=start_timeout)
+        if on_kernel is not None:
+            on_kernel(km)
+        if on_cell is not None:
+            _report_cells(nb_man, on_cell)
+        kwargs = remove_args(["input_path", "timeout", "startup_timeout", "km"], **kwargs)
+        final = merge_kwargs(kwargs, timeout=execution_timeout, startup_timeout=start_timeout,
+                             kernel_name=kernel_name, log=logger, log_output=log_output,
+                             stdout_file=stdout_file, stderr_file=stderr_file,
+                             shutdown_kernel="immediate")
+        client = PooledNotebookClient(nb_man, km=km, setup_code=setup_code, **final)
+        # The kernel is ours alone: nbclient shuts it down at the end, whatever happens.
+        return client.execute(cleanup_kc=True)
+
+
+def _report_cells(nb_man, on_cell) -> None:
+    """Call ``on_cell(done, total, seconds)`` after each code cell papermill completes."""
+    total = sum(1 for c in nb_man.nb.cells if c.cell_type == "code")
+    state = {"done": 0, "started": 0.0}
+    cell_start, cell_complete = nb_man.cell_start, nb_man.cell_complete
+
+    def start(cell, cell_index=None, **kw):
+        state["started"] = time.monotonic()
+        return cell_start(cell, cell_index, **kw)
+
+    def complete(cell, cell_index=None, **kw):
+        result = cell_complete(cell, cell_index, **kw)
+        if cell.cell_type == "code":
+            state["done"] += 1
+            on_cell(state["done"], total, time.monotonic() - state["started"])
+        return result
+
+    nb_man.cell_start, nb_man.cell_complete = start, complete

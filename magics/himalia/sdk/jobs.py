@@ -59,6 +59,11 @@ class Jobs:
     def delete(self, job: str | int) -> None:
         self.client.request("DELETE", f"jobs/{job}")
 
+    def inspect(self, *, notebook: dict | str | Path | None = None, path: str | None = None) -> dict:
+        """``{name: {"type", "default", "help"}}``: the parameters a job of this notebook takes."""
+        body = {"notebook": _notebook_json(notebook)} if notebook is not None else {"path": path}
+        return self.client.request("POST", "jobs/inspect", json=body)["parameters"]
+
     def schedule_preview(self, cron: str, timezone: str = "UTC", count: int = 5) -> list[str]:
         return self.client.request("GET", "jobs/schedule-preview",
                                    params={"cron": cron, "timezone": timezone, "count": count})["next"]

@@ -211,6 +211,17 @@ def make_router(prefix: str, db: Database, settings: JobsSettings) -> APIRouter:
             return {"next": []}
         return {"next": [t.isoformat() for t in service.next_times(expr, tz, service.utcnow(), count)]}
 
+    @router.post("/jobs/inspect", summary="The typed parameters of a notebook (JSON or a path)",
+                 dependencies=[Depends(allow("scientist"))])
+    async def inspect(spec: Any = Body(...), who: Identity = Depends(allow("scientist"))) -> dict:
+        """What a job made from this notebook would take: ``{"parameters": {name: {"type",
+        "default", "help"}}}``, read from its cell tagged ``parameters``. Nothing is stored."""
+        if not isinstance(spec, dict) or set(spec) - {"notebook", "path"} or len(spec) != 1:
+            raise _fail(JobError("the body is {\"notebook\": <JSON>} or {\"path\": <path in your "
+                                 "home folder>}", field="notebook"))
+        snapshot = await snapshot_from(who, who.name, spec)
+        return {"parameters": service.notebook_parameters(snapshot.notebook)}
+
     @router.get("/jobs/{ref}", summary="One job, by id or name")
     def get_job(ref: str, owner: str | None = None, who: Identity = Depends(allow())) -> dict:
         with db.session() as session:

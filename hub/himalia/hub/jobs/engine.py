@@ -6,17 +6,20 @@ instead of starting one (most of a short notebook's time). Each kernel serves on
 shut down after it; papermill's own behaviour (the injected-parameters cell, the error cell of a
 failed run, the saved output) is unchanged.
 
-Extra keyword arguments: ``kernel_pool`` (with ``take(key, timeout) -> KernelManager``),
-``pool_key``, ``setup_code`` (run silently before the first cell: the run's environment),
+Extra keyword arguments: ``kernel_pool`` (with ``take(key, timeout) -> KernelManager`` and
+``retire(km)``, which shuts a used kernel down),
+``pool_key``, ``setup_code`` (run silently before the first cell: the run's environment; or a
+callable returning it, called once the kernel answers),
 ``on_kernel(km)`` (called with the kernel taken) and ``on_cell(done, total, seconds)``.
 """
 
 from __future__ import annotations
 
+import queue
 import time
 
 from jupyter_core.utils import run_sync
-from nbclient.util import ensure_async
+from nbclient.util import ensure_async, run_hook
 from papermill.clientwrap import PapermillNotebookClient
 from papermill.engines import NBClientEngine
 from papermill.log import logger
@@ -28,23 +31,56 @@ class SetupError(RuntimeError):
 
 
 class PooledNotebookClient(PapermillNotebookClient):
-    """papermill's client, running ``setup_code`` once the kernel client is connected."""
+    """papermill's client on a kernel that is already running.
 
-    def __init__(self, nb_man, km=None, setup_code: str = "", **kw):
+    nbclient's own start waits for the kernel's IOPub channel to stay quiet for 0.2 s, as a
+    guard against subscribing late; here a ``kernel_info`` request is repeated until its
+    ``idle`` status arrives on IOPub, which proves the subscription is live, in a few
+    milliseconds. Then ``setup_code`` runs silently.
+    """
+
+    def __init__(self, nb_man, km=None, setup_code="", **kw):
         super().__init__(nb_man, km=km, **kw)
         self.setup_code = setup_code
 
     async def async_start_new_kernel_client(self):
-        kc = await super().async_start_new_kernel_client()
-        if self.setup_code:
-            reply = await ensure_async(kc.execute(self.setup_code, silent=True, store_history=False,
-                                                  reply=True, timeout=self.startup_timeout))
+        self.kc = self.km.client()
+        await ensure_async(self.kc.start_channels())
+        await _until_iopub_answers(self.kc, self.startup_timeout)
+        self.kc.allow_stdin = False
+        code = self.setup_code() if callable(self.setup_code) else self.setup_code
+        if code:
+            reply = await ensure_async(self.kc.execute(code, silent=True, store_history=False,
+                                                       reply=True, timeout=self.startup_timeout))
             if reply["content"].get("status") != "ok":
                 content = reply["content"]
                 raise SetupError(f"{content.get('ename')}: {content.get('evalue')}")
-        return kc
+        await run_hook(self.on_notebook_start, notebook=self.nb)
+        return self.kc
 
     start_new_kernel_client = run_sync(async_start_new_kernel_client)
+
+
+async def _until_iopub_answers(kc, timeout: float) -> None:
+    """Send ``kernel_info`` until the kernel's ``idle`` for one of them is seen on IOPub."""
+    deadline = time.monotonic() + timeout
+    sent: set[str] = set()
+    while time.monotonic() < deadline:
+        sent.add(kc.kernel_info())
+        until = min(deadline, time.monotonic() + 0.25)
+        while time.monotonic() < until:
+            try:
+                msg = await ensure_async(kc.get_iopub_msg(timeout=max(until - time.monotonic(), 0.001)))
+            except queue.Empty:
+                break
+            if (msg["header"]["msg_type"] == "status" and msg["content"].get("execution_state") == "idle"
+                    and msg["parent_header"].get("msg_id") in sent):
+                # (Shell replies to these requests may follow; nbclient skips replies that are
+                # not to its own requests.)
+                return
+        if not await ensure_async(kc.is_alive()):
+            raise RuntimeError("Kernel died before replying to kernel_info")
+    raise RuntimeError(f"the kernel did not answer within {timeout:g} s")
 
 
 class PooledKernelEngine(NBClientEngine):
@@ -69,8 +105,13 @@ class PooledKernelEngine(NBClientEngine):
                              stdout_file=stdout_file, stderr_file=stderr_file,
                              shutdown_kernel="immediate")
         client = PooledNotebookClient(nb_man, km=km, setup_code=setup_code, **final)
-        # The kernel is ours alone: nbclient shuts it down at the end, whatever happens.
-        return client.execute(cleanup_kc=True)
+        try:
+            return client.execute(cleanup_kc=False)
+        finally:
+            # One kernel per run: the pool shuts it down, after papermill has saved the output.
+            if client.kc is not None:
+                client.kc.stop_channels()
+            kernel_pool.retire(km)
 
 
 def _report_cells(nb_man, on_cell) -> None:

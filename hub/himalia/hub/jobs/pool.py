@@ -138,6 +138,10 @@ class KernelPool:
                 await self.discard(queue.popleft().km)
 
     # -- from a worker thread ------------------------------------------------------------------
+    def retire(self, km) -> None:
+        """Shut a used kernel down, in the background (kernels serve one run each)."""
+        asyncio.run_coroutine_threadsafe(self.discard(km), self.loop)
+
     def take(self, key, timeout: float = 60):
         """A started kernel for ``key`` (a recipe this pool was given), refilled behind it."""
         recipe = self.recipes[key]

@@ -57,6 +57,7 @@ RUN_TOKEN_SCOPES = [
     "read:users:groups!user",
     "read:roles:users!user",
 ]
+ACCOUNT_TTL = 30.0
 
 
 @dataclass
@@ -134,6 +135,7 @@ class Runner:
         self.scratch = Path(tempfile.gettempdir())
         self.http: httpx.AsyncClient | None = None
         self.stopping = False
+        self._accounts: dict[str, tuple[float, Account]] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def main(self) -> None:
@@ -248,6 +250,16 @@ class Runner:
 
     # -- accounts and kernels ------------------------------------------------------------------
     async def account(self, owner: str) -> Account:
+        """The Unix account runs of ``owner`` use; looked up again after ``ACCOUNT_TTL`` s (a
+        person deleted and made again gets a new account, never the old one's)."""
+        cached = self._accounts.get(owner)
+        if cached and time.monotonic() - cached[0] < ACCOUNT_TTL:
+            return cached[1]
+        account = await self._account(owner)
+        self._accounts[owner] = (time.monotonic(), account)
+        return account
+
+    async def _account(self, owner: str) -> Account:
         cfg = self.config
         if cfg.system_users:
             name = unix_name(cfg.user_prefix, owner)
@@ -345,6 +357,7 @@ class Runner:
             version = service.job_version(db, job, run.version)
             params = service.run_parameters(version, run.parameters)
             owner, profile = job.owner, job.profile or self.default_profile
+            job_id = job.id
             timeout, name = job.timeout_seconds, job.name
             notebook_blob, inputs = version.notebook, dict(version.inputs)
             total = sum(1 for c in nbformat.reads(self.blobs.get(notebook_blob).decode(), 4).cells
@@ -355,11 +368,16 @@ class Runner:
         folder = self.run_dir(run_id)
         runner_log = open(folder / "runner.log", "a")
         token_id = ""
+        minting: asyncio.Future | None = None
         work = None
         state, reason, error = FAILED, "", {}
 
+        began = time.monotonic()
+
         def note(message: str) -> None:
-            runner_log.write(f"{datetime.now(timezone.utc).isoformat(timespec='seconds')} {message}\n")
+            elapsed = (time.monotonic() - began) * 1000
+            runner_log.write(f"{datetime.now(timezone.utc).isoformat(timespec='seconds')} "
+                             f"+{elapsed:.0f}ms {message}\n")
             runner_log.flush()
 
         try:
@@ -367,15 +385,22 @@ class Runner:
             account = await self.account(owner)
             recipe = self.recipe(account, owner, profile)
             self.pool.recipes[recipe.key] = recipe
-            token, token_id = await self.mint_token(owner, run_id, timeout + 600)
+            # The token is made while the kernel is taken and papermill prepares the notebook.
+            loop = asyncio.get_running_loop()
+            minting = asyncio.ensure_future(self.mint_token(owner, run_id, timeout + 600))
             work = self.workdir(account, inputs)
-            setup = _setup_code(token, run_id, job_id=run.job_id, job_name=name, cwd=work)
-            input_path = folder / "input.ipynb"
-            shutil.copyfile(self.blobs.path(notebook_blob), input_path)
+            note(f"account {account.name} and working folder ready")
+
+            def setup() -> str:
+                token, _ = asyncio.run_coroutine_threadsafe(_wait(minting), loop).result(60)
+                return _setup_code(token, run_id, job_id=job_id, job_name=name, cwd=work)
+
+            input_path = self.blobs.path(notebook_blob)
             progress = Progress(self.db, run_id, total)
 
             def on_kernel(km) -> None:
                 active.km = km
+                note("kernel taken from the pool")
                 if active.stop_state:  # cancelled while the kernel was being taken
                     active.stop_state, state_ = "", active.stop_state
                     active.kill(state_, active.stop_reason)
@@ -405,11 +430,15 @@ class Runner:
         forget(self.pids_dir, kernel_pid(active.km))
         await self.conclude(run_id, state, reason, error)
         runner_log.close()
+        if minting is not None:
+            try:
+                token_id = (await minting)[1]
+            except Exception:  # noqa: BLE001 - no token was made; the run says why it failed
+                token_id = ""
         if token_id:
             await self.revoke_token(owner, token_id)
         if work:
             shutil.rmtree(work, ignore_errors=True)
-        (folder / "input.ipynb").unlink(missing_ok=True)
         await asyncio.to_thread(self.render_html, folder)
         for path in folder.iterdir():
             self._give(path)
@@ -562,6 +591,10 @@ class Progress:
             if run is not None and run.state == RUNNING:
                 run.cells_done, run.cells_total = done, total
                 run.cell_seconds = list(self.seconds)
+
+
+async def _wait(future):
+    return await future
 
 
 def _setup_code(token: str, run_id: int, *, job_id: int, job_name: str, cwd: str) -> str:

@@ -10,7 +10,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -48,12 +48,25 @@ def current_revision(url: str) -> str | None:
         engine.dispose()
 
 
+def _sqlite_settings(connection, _record) -> None:
+    """SQLite as several processes share it (the API, the job runner): write-ahead logging,
+    so readers never wait for a writer and a commit needs no fsync of the whole file, and a
+    wait instead of an error while another process writes."""
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
 class Database:
     """A connection pool and session factory for one database URL."""
 
     def __init__(self, url: str):
         self.url = url
         self.engine: Engine = create_engine(url, pool_pre_ping=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_settings)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager

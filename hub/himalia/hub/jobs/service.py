@@ -113,7 +113,7 @@ def read_notebook(data: Any, *, max_bytes: int) -> nbformat.NotebookNode:
     try:
         nb = nbformat.reads(raw if isinstance(raw, str) else raw.decode("utf-8"), as_version=4)
         nbformat.validate(nb)
-    except (ValueError, nbformat.ValidationError, UnicodeDecodeError, AttributeError, KeyError) as e:
+    except Exception as e:  # noqa: BLE001 - nbformat raises many kinds for malformed input
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise JobError(f"not a valid nbformat v4 notebook ({first[:200]})", field="notebook") from None
     if nb.nbformat != 4:
@@ -132,17 +132,25 @@ def notebook_parameters(nb: nbformat.NotebookNode) -> dict[str, dict]:
     nb = copy.deepcopy(nb)
     for cell in nb.cells:  # as papermill's own loader leaves them
         cell.metadata.setdefault("tags", [])
+    # Jobs run on the himalia (Python) kernel, whatever kernel the notebook was saved with.
+    kernelspec = nb.metadata.get("kernelspec") or {}
+    try:
+        inferred = _infer_parameters(nb, name=kernelspec.get("name") or "himalia",
+                                     language=kernelspec.get("language") or "python")
+    except Exception as e:  # noqa: BLE001 - papermill's parsers raise many kinds
+        raise JobError(f"the cell tagged 'parameters' cannot be read ({e})", field="notebook") from None
     found = {}
-    for p in _infer_parameters(nb):
+    for p in inferred:
         default: Any = p.default
+        literal = True
         try:
             import ast
 
             default = ast.literal_eval(p.default)
         except (ValueError, SyntaxError):
-            pass
+            literal = False
         kind = p.inferred_type_name
-        if kind in ("None", "", None) and type(default).__name__ in ACCEPTS and default is not None:
+        if literal and kind in ("None", "", None) and type(default).__name__ in ACCEPTS:
             # No annotation: the type of the literal the cell assigns.
             kind = type(default).__name__
         found[p.name] = {"type": kind, "default": default, "help": p.help}

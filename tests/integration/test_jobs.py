@@ -409,3 +409,29 @@ def test_killing_the_runner_loses_nothing_and_runs_no_slot_twice(platform, peopl
     print(f"crash test: {kills} kills, {len(runs)} runs, {len(failed_by_crash)} failed by a kill, "
           f"{len(slots)} slots each run once, {sum(r['trigger'] == 'retry' for r in runs)} retries, "
           f"{sum(r['state'] == 'queued' for r in runs)} left queued")
+
+
+def test_rerun_is_exact_and_retention_removes_old_outputs(platform, people):
+    from himalia.sdk import Client, Jobs
+
+    alice = people["alice"]
+    job = alice.job("exact", notebook("import himalia.sdk as h\nh.record('n', n)\n"
+                                      "import pandas as pd\nh.record('rows', pd.DataFrame({'i': range(n)}))"),
+                    keep_runs=1)
+    first = alice.ok("POST", f"/jobs/{job['id']}/runs", 201, json={"parameters": {"n": 5}})
+    assert alice.wait(first["id"])["state"] == "succeeded"
+    assert alice.ok("PATCH", f"/jobs/{job['id']}", json={"parameters": {"n": 9}})["version"] == 2
+    again = alice.ok("POST", f"/runs/{first['id']}/rerun", 201)
+    assert again["version"] == 1 and again["parameters"] == {"n": 5} and again["trigger"] == "rerun"
+    assert alice.wait(again["id"])["state"] == "succeeded"
+    token = alice.headers["Authorization"].split()[1]
+    jobs = Jobs(Client(f"{platform.url}/services/himalia/", token))
+    assert jobs.latest("exact", "n") == 5
+    assert list(jobs.latest("exact", "rows")["i"]) == [0, 1, 2, 3, 4]
+    # keep_runs=1: the first run keeps its record, not its files.
+    r = alice.call("GET", f"/runs/{first['id']}/output")
+    assert r.status_code == 410 and "keep_runs" in r.json()["message"]
+    assert alice.call("GET", f"/runs/{again['id']}/output").status_code == 200
+    fresh = alice.ok("POST", f"/jobs/{job['id']}/runs", 201, json={})
+    assert alice.wait(fresh["id"])["state"] == "succeeded"
+    assert jobs.latest("exact", "n") == 9

@@ -1,5 +1,6 @@
 """IPython magics of the himalia platform; ``%load_ext himalia.magics`` (the himalia kernel loads it)."""
 
+from .jobs import JobMagics
 from .packages import PackageMagics
 from .platform import PlatformMagics
 from .tracking import TrackingMagics
@@ -9,6 +10,7 @@ def load_ipython_extension(ipython):
     ipython.register_magics(PlatformMagics)
     ipython.register_magics(PackageMagics)
     ipython.register_magics(TrackingMagics)
+    ipython.register_magics(JobMagics)
 
 
-__all__ = ["PlatformMagics", "TrackingMagics", "load_ipython_extension"]
+__all__ = ["JobMagics", "PlatformMagics", "TrackingMagics", "load_ipython_extension"]

@@ -121,7 +121,10 @@ class Jobs:
 def _notebook_json(notebook: dict | str | Path) -> dict:
     if isinstance(notebook, dict):
         return notebook
-    text = Path(notebook).read_text() if not str(notebook).lstrip().startswith("{") else str(notebook)
+    try:
+        text = Path(notebook).read_text() if not str(notebook).lstrip().startswith("{") else str(notebook)
+    except OSError as e:
+        raise HimaliaError(f"{notebook}: cannot read it ({e.strerror})") from None
     try:
         return json.loads(text)
     except ValueError as e:

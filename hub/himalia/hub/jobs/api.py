@@ -178,6 +178,9 @@ def make_router(prefix: str, db: Database, settings: JobsSettings) -> APIRouter:
     async def create_job(request: Request, spec: Any = Body(...),
                          who: Identity = Depends(allow("scientist"))) -> dict:
         spec = check_keys(spec)
+        if who.kind != "user":
+            raise HTTPException(403, f"Jobs run as the person who owns them; '{who.name}' is a "
+                                     "service: create the job with that person's token.")
         if spec.get("notebook") is None and spec.get("path") is None:
             raise _fail(JobError("give the notebook's JSON ('notebook') or its path in your "
                                  "home folder ('path')", field="notebook"))

@@ -414,7 +414,9 @@ class Runner:
                     stdout_file=out, stderr_file=err, start_timeout=60, log_output=False)
             state, reason = SUCCEEDED, ""
         except PapermillExecutionError as e:
-            state, reason = FAILED, f"cell {e.exec_count or e.cell_index} raised {e.ename}: {e.evalue}"
+            first_line = next((line for line in (e.source or "").splitlines() if line.strip()), "")
+            state, reason = FAILED, (f"{e.ename}: {e.evalue} (in the cell that starts "
+                                     f"{first_line[:80]!r}, In [{e.exec_count}])")
             error = {"cell": e.cell_index, "execution_count": e.exec_count, "ename": e.ename,
                      "evalue": e.evalue, "traceback": e.traceback}
         except (AccountError, ProfileError) as e:

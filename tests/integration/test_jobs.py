@@ -20,8 +20,8 @@ from himalia_testing import Platform, free_port, wait_for
 
 pytestmark = pytest.mark.timeout(900)
 API = "/services/himalia/api/v1"
-SCOPES = ["access:services!service=himalia", "read:users:name!user", "read:users:groups!user",
-          "read:roles:users!user"]
+SCOPES = ["access:services!service=himalia", "access:services!service=mlflow",
+          "read:users:name!user", "read:users:groups!user", "read:roles:users!user"]
 
 
 def notebook(*cells: str, parameters: str = "n = 3\nrate = 0.5\nlabel = 'x'") -> dict:
@@ -96,7 +96,8 @@ class Person:
         assert platform.api("POST", f"/users/{name}").status_code == 201
         if role:
             platform.set_role(name, role)
-        r = platform.api("POST", f"/users/{name}/tokens", json={"note": "jobs tests", "scopes": SCOPES})
+        scopes = [s for s in SCOPES if role == "scientist" or "mlflow" not in s]
+        r = platform.api("POST", f"/users/{name}/tokens", json={"note": "jobs tests", "scopes": scopes})
         assert r.status_code == 201, r.text
         self.headers = {"Authorization": f"token {r.json()['token']}"}
 
@@ -435,3 +436,26 @@ def test_rerun_is_exact_and_retention_removes_old_outputs(platform, people):
     fresh = alice.ok("POST", f"/jobs/{job['id']}/runs", 201, json={})
     assert alice.wait(fresh["id"])["state"] == "succeeded"
     assert jobs.latest("exact", "n") == 9
+
+
+def test_mlflow_runs_inside_a_job_are_tagged_with_the_job_run(platform, people):
+    alice = people["alice"]
+    job = alice.job("tracked", notebook(
+        "from himalia.sdk import lineage\nimport mlflow\nrun = lineage.start_run('in-a-job')\n"
+        "mlflow.log_metric('score', n * rate)\nmlflow.end_run()",
+        "import himalia.sdk as h\nh.record('mlflow_run', run.info.run_id)"))
+    run = alice.ok("POST", f"/jobs/{job['id']}/runs", 201, json={})
+    assert alice.wait(run["id"])["state"] == "succeeded"
+    mlflow_run = alice.ok("GET", f"/runs/{run['id']}/values")["values"]["mlflow_run"]["value"]
+    r = requests.get(f"{platform.url}/services/mlflow/api/2.0/mlflow/runs/get", headers=alice.headers,
+                     params={"run_id": mlflow_run}, timeout=30)
+    assert r.status_code == 200, r.text
+    data = r.json()["run"]
+    tags = {t["key"]: t["value"] for t in data["data"]["tags"]}
+    assert tags["himalia.job_run"] == str(run["id"])
+    assert {m["key"]: m["value"] for m in data["data"]["metrics"]}["score"] == 1.5
+    # In the owner's own experiment, logged with the run's token (revoked once it ended).
+    experiment = requests.get(f"{platform.url}/services/mlflow/api/2.0/mlflow/experiments/get",
+                              headers=alice.headers, params={"experiment_id": data["info"]["experiment_id"]},
+                              timeout=30).json()["experiment"]
+    assert experiment["name"] == f"users/{alice.name}"

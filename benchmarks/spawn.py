@@ -184,8 +184,9 @@ class StockDockerHub(StockHub):
         self.env = {"DOCKER_HOST": docker_host}
 
     def spawner_config(self, home: Path) -> str:
-        # On the host network every container needs its own port, and DockerSpawner's docs say
-        # to override get_ip_and_port there; this is the smallest config that does both.
+        # On the host network every container needs its own port, nothing may be published
+        # (the engine refuses port bindings there: use_internal_ip), and DockerSpawner's docs
+        # say to override get_ip_and_port; this is the smallest config that does all three.
         return (
             "from dockerspawner import DockerSpawner\n"
             "from jupyterhub.utils import random_port\n"
@@ -198,6 +199,7 @@ class StockDockerHub(StockHub):
             "c.JupyterHub.spawner_class = HostNetworkDockerSpawner\n"
             f"c.DockerSpawner.image = {self.image!r}\n"
             "c.DockerSpawner.network_name = 'host'\n"
+            "c.DockerSpawner.use_internal_ip = True\n"
             "c.DockerSpawner.remove = True\n"
             "c.DockerSpawner.prefix = 'stock'\n"
             "c.Spawner.start_timeout = 120\nc.Spawner.http_timeout = 120\n"

@@ -131,6 +131,132 @@ export interface IRunsQuery {
 }
 
 /**
+ * One parameter of a notebook's cell tagged `parameters`, as papermill infers it: `type` is
+ * `int`, `float`, `str`, `bool`, `list`, `dict`, or another name (or null) that is not checked.
+ * A default that is not a Python literal is its source text.
+ */
+export interface IJobParameter {
+  type: string | null;
+  default: unknown;
+  help: string;
+}
+
+/**
+ * The parameters a job of a notebook takes, by name (`POST <base>/himalia/jobs/inspect`).
+ */
+export interface IJobParameters {
+  parameters: { [name: string]: IJobParameter };
+}
+
+/**
+ * A scheduled notebook job, as the platform API describes it. Times are ISO 8601 strings.
+ */
+export interface IJob {
+  id: number;
+  name: string;
+  owner: string;
+  version: number;
+  /** A cron expression; null for a job that runs only when started. */
+  schedule: string | null;
+  timezone: string;
+  profile: string;
+  timeout_seconds: number;
+  max_retries: number;
+  paused: boolean;
+  published: boolean;
+  /** The current version's parameters, defaults included. */
+  parameters: { [name: string]: IJobParameter };
+  source_path: string;
+  /** The next scheduled times (none for a paused or unscheduled job). */
+  next_runs: string[];
+  created_at: string | null;
+  updated_at: string | null;
+}
+
+/**
+ * Where a run is: the last four states are final.
+ */
+export type JobRunState =
+  | 'queued'
+  | 'running'
+  | 'succeeded'
+  | 'failed'
+  | 'timed_out'
+  | 'cancelled';
+
+/**
+ * The states in which a run has not ended yet.
+ */
+export const ACTIVE_RUN_STATES: ReadonlyArray<JobRunState> = ['queued', 'running'];
+
+/**
+ * The cell a failed run stopped at.
+ */
+export interface IJobRunError {
+  cell: number;
+  ename: string;
+  evalue: string;
+  traceback: string[];
+}
+
+/**
+ * One execution of a job. Times are ISO 8601 strings.
+ */
+export interface IJobRun {
+  id: number;
+  job_id: number;
+  job: string;
+  owner: string;
+  version: number;
+  /** What started it: `schedule`, `manual`, `retry` or `rerun`. */
+  trigger: string;
+  attempt: number;
+  parameters: { [name: string]: unknown };
+  state: JobRunState;
+  /** Why it ended as it did (a timeout, a cancellation, a lost kernel), or empty. */
+  reason: string;
+  error: IJobRunError | null;
+  progress: { cells_done: number; cells_total: number; fraction: number };
+  created_at: string | null;
+  started_at: string | null;
+  finished_at: string | null;
+  duration_seconds: number | null;
+  cancel_requested: boolean;
+  /** Which outputs can be read now. */
+  outputs: { ipynb: boolean; html: boolean };
+}
+
+/**
+ * A new job from a notebook on this server (`POST <base>/himalia/jobs`); the server sends the
+ * notebook as last saved.
+ */
+export interface INewJob {
+  /** The notebook's path from the server's root. */
+  path: string;
+  name: string;
+  /** Defaults that differ from the notebook's. */
+  parameters?: { [name: string]: unknown };
+  /** A cron expression; leave it out for a job that runs only when started. */
+  schedule?: string;
+  timezone?: string;
+  profile?: string;
+  timeout_seconds?: number;
+  max_retries?: number;
+}
+
+/**
+ * What {@link HimaliaClient.updateJob} may change.
+ */
+export interface IJobChanges {
+  paused?: boolean;
+  schedule?: string | null;
+  timezone?: string;
+  parameters?: { [name: string]: unknown };
+  timeout_seconds?: number;
+  max_retries?: number;
+}
+
+/**
  * A failed call to the himalia server extension, with a message meant for the user.
  */
 export class HimaliaRequestError extends Error {
@@ -221,6 +347,143 @@ export class HimaliaClient {
     return this.tracking<IRunComparison>('compare', params);
   }
 
+  /**
+   * Your scheduled notebook jobs (an administrator's: everyone's).
+   *
+   * @throws {HimaliaRequestError} 503 when the platform API cannot be reached.
+   */
+  async jobs(): Promise<IJob[]> {
+    return (await this.jobsRequest<{ jobs: IJob[] }>('')).jobs;
+  }
+
+  /**
+   * Make a job of a notebook on this server, as last saved.
+   *
+   * @throws {HimaliaRequestError} 422 naming the bad field, 409 for a name already taken,
+   * 404 for a missing notebook.
+   */
+  createJob(job: INewJob): Promise<IJob> {
+    return this.jobsRequest<IJob>('', {
+      method: 'POST',
+      body: JSON.stringify(job)
+    });
+  }
+
+  /**
+   * The typed parameters of a notebook on this server (its cell tagged `parameters`).
+   */
+  inspectNotebook(path: string): Promise<IJobParameters> {
+    return this.jobsRequest<IJobParameters>('inspect', {
+      method: 'POST',
+      body: JSON.stringify({ path })
+    });
+  }
+
+  /**
+   * The next times a cron expression fires in a time zone, as ISO 8601 strings.
+   *
+   * @throws {HimaliaRequestError} 422 whose message starts with `schedule:` or `timezone:`.
+   */
+  async schedulePreview(
+    cron: string,
+    timezone: string,
+    count = 5
+  ): Promise<string[]> {
+    const query = new URLSearchParams({ cron, timezone, count: String(count) });
+    const reply = await this.jobsRequest<{ next: string[] }>(
+      'schedule-preview',
+      {},
+      query
+    );
+    return reply.next;
+  }
+
+  /**
+   * Change a job (pause or resume it, its schedule or defaults).
+   */
+  updateJob(jobId: number, changes: IJobChanges): Promise<IJob> {
+    return this.jobsRequest<IJob>(`${jobId}`, {
+      method: 'PATCH',
+      body: JSON.stringify(changes)
+    });
+  }
+
+  /**
+   * Delete a job with its runs and outputs.
+   *
+   * @throws {HimaliaRequestError} 409 while one of its runs is running.
+   */
+  async deleteJob(jobId: number): Promise<void> {
+    await this.send(this.jobsUrl(`${jobId}`), { method: 'DELETE' });
+  }
+
+  /**
+   * A job's latest runs, newest first.
+   */
+  async jobRuns(jobId: number, limit = 10): Promise<IJobRun[]> {
+    const query = new URLSearchParams({ limit: String(limit) });
+    const reply = await this.jobsRequest<{ runs: IJobRun[] }>(
+      `${jobId}/runs`,
+      {},
+      query
+    );
+    return reply.runs;
+  }
+
+  /**
+   * Queue a run of a job now, with parameter overrides.
+   */
+  runJob(
+    jobId: number,
+    parameters: { [name: string]: unknown } = {}
+  ): Promise<IJobRun> {
+    return this.jobsRequest<IJobRun>(`${jobId}/runs`, {
+      method: 'POST',
+      body: JSON.stringify({ parameters })
+    });
+  }
+
+  /**
+   * One run: its state, progress, error and outputs.
+   */
+  jobRun(runId: number): Promise<IJobRun> {
+    return this.jobsRequest<IJobRun>(`runs/${runId}`);
+  }
+
+  /**
+   * Stop a queued or running run.
+   */
+  cancelRun(runId: number): Promise<IJobRun> {
+    return this.jobsRequest<IJobRun>(`runs/${runId}/cancel`, { method: 'POST' });
+  }
+
+  /**
+   * Run again exactly: the same version, parameters and inputs.
+   */
+  rerun(runId: number): Promise<IJobRun> {
+    return this.jobsRequest<IJobRun>(`runs/${runId}/rerun`, { method: 'POST' });
+  }
+
+  /**
+   * The executed notebook of a run, rendered as HTML.
+   *
+   * @throws {HimaliaRequestError} 404 before the HTML exists, 410 once retention removed it.
+   */
+  async runOutputHTML(runId: number): Promise<string> {
+    const query = new URLSearchParams({ format: 'html' });
+    const response = await this.send(
+      `${this.jobsUrl(`runs/${runId}/output`)}?${query.toString()}`
+    );
+    return response.text();
+  }
+
+  /**
+   * A run's logs: the runner's, then the kernel's stdout and stderr.
+   */
+  async runLogs(runId: number): Promise<string> {
+    return (await this.send(this.jobsUrl(`runs/${runId}/logs`))).text();
+  }
+
   private request<T>(endpoint: string, init: RequestInit = {}): Promise<T> {
     return this.fetchJSON<T>(
       URLExt.join(this.serverSettings.baseUrl, 'himalia', 'api', endpoint),
@@ -239,7 +502,23 @@ export class HimaliaClient {
     return this.fetchJSON<T>(query ? `${url}?${query.toString()}` : url);
   }
 
-  private async fetchJSON<T>(url: string, init: RequestInit = {}): Promise<T> {
+  private jobsUrl(endpoint: string): string {
+    return URLExt.join(this.serverSettings.baseUrl, 'himalia', 'jobs', endpoint);
+  }
+
+  private jobsRequest<T>(
+    endpoint: string,
+    init: RequestInit = {},
+    query?: URLSearchParams
+  ): Promise<T> {
+    const url = this.jobsUrl(endpoint);
+    return this.fetchJSON<T>(query ? `${url}?${query.toString()}` : url, init);
+  }
+
+  /**
+   * The server's successful response; an error reply or no reply throws with its message.
+   */
+  private async send(url: string, init: RequestInit = {}): Promise<Response> {
     let response: Response;
     try {
       response = await ServerConnection.makeRequest(
@@ -253,13 +532,19 @@ export class HimaliaClient {
         0
       );
     }
-    const body = parseJSON(await response.text());
     if (!response.ok) {
+      const body = parseJSON(await response.text());
       const message = hasMessage(body)
         ? body.message
         : `${response.status} ${response.statusText}`;
       throw new HimaliaRequestError(message, response.status);
     }
+    return response;
+  }
+
+  private async fetchJSON<T>(url: string, init: RequestInit = {}): Promise<T> {
+    const response = await this.send(url, init);
+    const body = parseJSON(await response.text());
     if (body === null) {
       throw new HimaliaRequestError(
         'The server sent an empty or invalid reply.',

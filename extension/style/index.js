@@ -1,2 +1,3 @@
 import './base.css';
 import './tracking.css';
+import './jobs.css';

@@ -191,7 +191,7 @@ def test_a_run_gets_typed_parameters_and_runs_as_its_owner_without_a_server(plat
     assert values["total"] == {"kind": "json", "value": 2.0}
     assert values["who"]["value"] == platform.user_prefix + alice.name
     assert values["table"]["kind"] == "parquet"
-    latest = alice.ok("GET", f"/jobs/report/values/total")
+    latest = alice.ok("GET", "/jobs/report/values/total")
     assert latest["value"] == 2.0 and latest["run"] == run["id"]
     wait_for(lambda: alice.call("GET", f"/runs/{run['id']}/output", params={"format": "html"}).status_code == 200,
              60, what="the HTML rendering")

@@ -9,14 +9,15 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Callable, Float
 
 from .handlers import StatusHandler
+from .jobs import HANDLERS as JOBS_HANDLERS
 from .kernel_exits import KernelExitsHandler, KernelExitWatcher
 from .tracking import HANDLERS as TRACKING_HANDLERS
 from .tracking import RunReader
 
 
 class HimaliaExtensionApp(ExtensionApp):
-    """Serves ``/himalia/api/*``, ``/himalia/tracking/*`` and ``/himalia/kernel-exits``: the
-    himalia JupyterLab extension's REST API."""
+    """Serves ``/himalia/api/*``, ``/himalia/tracking/*``, ``/himalia/jobs*`` and
+    ``/himalia/kernel-exits``: the himalia JupyterLab extension's REST API."""
 
     name = "himalia"
     description = "himalia: identity, roles, platform health and runs for JupyterLab."
@@ -29,7 +30,8 @@ class HimaliaExtensionApp(ExtensionApp):
 
         Called with no arguments; returns an object with the coroutine methods
         ``awhoami() -> {"name", "roles", "scopes"}`` and
-        ``ahealth() -> {"ok", "services": {name: {"ok", "detail"}}}``.
+        ``ahealth() -> {"ok", "services": {name: {"ok", "detail"}}}``, and, for the Jobs
+        panel, ``himalia.sdk.Client``'s ``request`` and ``raw`` (``himalia.sdk.Jobs`` calls them).
         It and those methods raise ``himalia.sdk.HimaliaError`` when the platform API is not
         configured or cannot be reached. The default, ``himalia.sdk.Client.from_env``, reads
         ``HIMALIA_API_URL`` and ``JUPYTERHUB_API_TOKEN``.
@@ -62,6 +64,7 @@ class HimaliaExtensionApp(ExtensionApp):
         self.handlers.append((r"/himalia/api/status", StatusHandler))
         self.handlers.append((r"/himalia/kernel-exits", KernelExitsHandler))
         self.handlers.extend(TRACKING_HANDLERS)
+        self.handlers.extend(JOBS_HANDLERS)
 
     def platform_client(self) -> Any:
         """The platform API client, made by ``client_factory`` on first use and then reused.

@@ -16,7 +16,6 @@ hubconfig.py; the hub gives the service its token (``JUPYTERHUB_API_TOKEN``).
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 import os
@@ -29,7 +28,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from email.message import EmailMessage
 from pathlib import Path
 

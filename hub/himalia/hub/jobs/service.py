@@ -97,10 +97,16 @@ class BlobStore:
 
 
 # -- validation ------------------------------------------------------------------------------
+#: Names the API's routes use next to job names (``/jobs/inspect``...).
+RESERVED_NAMES = frozenset({"inspect", "schedule-preview"})
+
+
 def check_name(name: Any, field: str = "name") -> str:
-    if not isinstance(name, str) or not NAME.match(name):
+    if not isinstance(name, str) or not NAME.match(name) or name.isdigit():
         raise JobError("use 1-100 letters, digits, '.', '_' or '-', starting with a letter or "
-                       f"digit (got {str(name)[:40]!r})", field=field)
+                       f"digit, not only digits (got {str(name)[:40]!r})", field=field)
+    if name in RESERVED_NAMES:
+        raise JobError(f"{name!r} is reserved; choose another name", field=field)
     return name
 
 
@@ -257,7 +263,7 @@ def check_profile(value: Any, limits: Limits) -> str:
     if value in (None, ""):
         return limits.default_profile
     if not limits.profiles:
-        raise JobError(f"this platform has no profiles to choose from; leave 'profile' out",
+        raise JobError("this platform has no profiles to choose from; leave 'profile' out",
                        field="profile")
     if value not in limits.profiles:
         raise JobError(f"unknown profile {value!r}; choose one of {', '.join(limits.profiles)}",

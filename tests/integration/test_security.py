@@ -74,8 +74,11 @@ def test_every_api_route_refuses_anonymous_and_roleless_callers(platform, unique
         r = requests.request(method, url, headers={"Authorization": f"token {token}"}, timeout=30)
         assert r.status_code == 403, (method, path, r.status_code)
         assert "no platform role" in r.json()["message"], r.text
+        # A scientist gets past authorization (a placeholder id may then be 404, an empty
+        # body 422: what is checked here is that the role is enough).
         allowed = requests.request(method, url, headers={"Authorization": f"token {scientist}"}, timeout=30)
-        assert allowed.status_code < 400, (method, path, allowed.status_code)
+        assert allowed.status_code not in (401, 403), (method, path, allowed.status_code, allowed.text)
+        assert allowed.status_code < 500, (method, path, allowed.status_code, allowed.text)
 
 
 def test_a_same_origin_page_cannot_read_another_users_api_replies(platform, unique_name):

@@ -26,6 +26,10 @@ from papermill.log import logger
 from papermill.utils import merge_kwargs, remove_args
 
 
+#: How often the output notebook is written while a run goes.
+SAVE_EVERY_SECONDS = 1.0
+
+
 class SetupError(RuntimeError):
     """The run's setup code failed in the kernel."""
 
@@ -105,13 +109,32 @@ class PooledKernelEngine(NBClientEngine):
                              stdout_file=stdout_file, stderr_file=stderr_file,
                              shutdown_kernel="immediate")
         client = PooledNotebookClient(nb_man, km=km, setup_code=setup_code, **final)
+        # papermill writes the whole output notebook before and after every cell; while the
+        # notebook runs, once a second is enough to follow it (progress is reported per cell
+        # by on_cell). Its final save, after the last cell, is untouched.
+        save = nb_man.save
+        nb_man.save = _at_most_every(SAVE_EVERY_SECONDS, save)
         try:
             return client.execute(cleanup_kc=False)
         finally:
+            nb_man.save = save
             # One kernel per run: the pool shuts it down, after papermill has saved the output.
             if client.kc is not None:
                 client.kc.stop_channels()
             kernel_pool.retire(km)
+
+
+def _at_most_every(seconds: float, save):
+    last = [0.0]
+
+    def throttled(**kwargs):
+        now = time.monotonic()
+        if now - last[0] >= seconds:
+            last[0] = now
+            return save(**kwargs)
+        return None
+
+    return throttled
 
 
 def _report_cells(nb_man, on_cell) -> None:

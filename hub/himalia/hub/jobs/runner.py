@@ -579,7 +579,7 @@ class Progress:
     def __init__(self, db: Database, run_id: int, total: int):
         self.db, self.run_id, self.total = db, run_id, total
         self.seconds: list[float] = []
-        self.last = 0.0
+        self.last = time.monotonic()
 
     def cell(self, done: int, total: int, seconds: float) -> None:
         self.seconds.append(round(seconds, 4))

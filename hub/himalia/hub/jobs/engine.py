@@ -54,15 +54,30 @@ class PooledNotebookClient(PapermillNotebookClient):
         self.kc.allow_stdin = False
         code = self.setup_code() if callable(self.setup_code) else self.setup_code
         if code:
-            reply = await ensure_async(self.kc.execute(code, silent=True, store_history=False,
-                                                       reply=True, timeout=self.startup_timeout))
-            if reply["content"].get("status") != "ok":
-                content = reply["content"]
+            msg_id = self.kc.execute(code, silent=True, store_history=False)
+            content = (await _reply_while_alive(self.kc, msg_id, self.startup_timeout))["content"]
+            if content.get("status") != "ok":
                 raise SetupError(f"{content.get('ename')}: {content.get('evalue')}")
         await run_hook(self.on_notebook_start, notebook=self.nb)
         return self.kc
 
     start_new_kernel_client = run_sync(async_start_new_kernel_client)
+
+
+async def _reply_while_alive(kc, msg_id: str, timeout: float) -> dict:
+    """The shell reply to ``msg_id``; an error as soon as the kernel is gone (a run cancelled
+    or timed out while it is being set up) instead of waiting out ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            reply = await ensure_async(kc.get_shell_msg(timeout=0.2))
+        except queue.Empty:
+            if not await ensure_async(kc.is_alive()):
+                raise RuntimeError("Kernel died while the run was being set up") from None
+            continue
+        if reply["parent_header"].get("msg_id") == msg_id:
+            return reply
+    raise RuntimeError(f"the kernel did not answer within {timeout:g} s")
 
 
 async def _until_iopub_answers(kc, timeout: float) -> None:

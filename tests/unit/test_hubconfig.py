@@ -160,7 +160,7 @@ def test_as_root_the_services_run_as_the_service_account(tmp_path):
 def test_runtime_json_never_holds_a_secret():
     runtime = Runtime(hub_port=1, api_port=2, proxy_api_port=3, admin_token="a",
                       api_cookie_secret="b", api_db_password="c")
-    assert set(runtime.public_fields()) == {"hub_port", "api_port", "proxy_api_port", "tracking_port",
+    assert set(runtime.public_fields()) == {"hub_port", "api_port", "proxy_api_port", "tracking_port", "models_port",
                                             "overrides"}
 
 

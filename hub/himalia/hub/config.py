@@ -71,6 +71,18 @@ class HimaliaConfig(Configurable):
         0, help="Port of the MLflow tracking server (0: the previous run's if free, else any free one)."
     ).tag(config=True)
 
+    models_port = Int(
+        0, help="Port of the model router at /models/ (0: the previous run's if free, else any free one)."
+    ).tag(config=True)
+
+    deploy_start_timeout = Int(
+        180, help="Seconds a model version's server has to become ready before it is marked failed."
+    ).tag(config=True)
+
+    deploy_smoke_timeout = Int(
+        30, help="Seconds a new model version has to answer the smoke request with its input example."
+    ).tag(config=True)
+
     tracking_db_url = Unicode(
         "",
         help="""SQLAlchemy URL of MLflow's backend store (experiments, runs, metrics, models).
@@ -449,9 +461,19 @@ class StatePaths:
         reaches it."""
         return self.jobs / "runner.sock"
 
+    @property
+    def deployments(self) -> Path:
+        """Model deployments: per deployment its bento store, versions' folders and logs."""
+        return self.root / "deployments"
+
+    @property
+    def deployments_socket(self) -> Path:
+        """The deployment manager's control socket (see deployments/control.py)."""
+        return self.deployments / "manager.sock"
+
     def service_folders(self) -> list[Path]:
         """Folders the platform's services own (as ``service_user`` when root)."""
-        return [self.api, self.tracking, self.jobs]
+        return [self.api, self.tracking, self.jobs, self.deployments]
 
     @property
     def api_cookie_secret(self) -> Path:

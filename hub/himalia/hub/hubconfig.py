@@ -25,6 +25,7 @@ from .unixusers import username_help, username_pattern
 
 API_SERVICE = "himalia"
 JOBS_SERVICE = "himalia-jobs"
+MODELS_SERVICE = "himalia-models"
 ADMIN_SERVICE = "himalia-admin"
 CULLER_SERVICE = "idle-culler"
 TRACKING_SERVICE = tracking_server.SERVICE
@@ -33,12 +34,16 @@ TIED = "himalia.hub.services.tied"
 
 _ACCESS_API = f"access:services!service={API_SERVICE}"
 _ACCESS_TRACKING = f"access:services!service={TRACKING_SERVICE}"
+_ACCESS_MODELS = f"access:services!service={MODELS_SERVICE}"
 #: What any logged-in person may do, whatever their role: see who they are.
 BASE_SCOPES = [
     "read:users:name!user",
     "read:users:groups!user",
     "read:roles:users!user",
     _ACCESS_API,
+    # Calling a deployed model; who may call which is the deployment's own rule (owner,
+    # admins, the people it is shared with).
+    _ACCESS_MODELS,
 ]
 SCIENTIST_SCOPES = [
     "read:users!user",
@@ -49,6 +54,7 @@ SCIENTIST_SCOPES = [
     "read:roles:users!user",
     _ACCESS_API,
     _ACCESS_TRACKING,
+    _ACCESS_MODELS,
 ]
 VIEWER_SCOPES = list(BASE_SCOPES)
 #: Scopes of $JUPYTERHUB_API_TOKEN in a user's server and kernels (intersected with the user's).
@@ -74,6 +80,7 @@ class Runtime:
     api_port: int
     proxy_api_port: int
     tracking_port: int = 0
+    models_port: int = 0
     admin_token: str = ""
     #: HimaliaConfig values given on the command line, which the hub process must see too.
     overrides: dict = field(default_factory=dict)
@@ -100,6 +107,7 @@ class Runtime:
 
         return cls(hub_port=data["hub_port"], api_port=data["api_port"],
                    proxy_api_port=data["proxy_api_port"], tracking_port=data.get("tracking_port", 0),
+                   models_port=data.get("models_port", 0),
                    admin_token=secret(paths.admin_token),
                    overrides=data.get("overrides") or {},
                    api_cookie_secret=secret(paths.api_cookie_secret),
@@ -178,6 +186,8 @@ def _spawner(c: Config, cfg: HimaliaConfig, paths: StatePaths, api_url: str,
              tracking_url: str) -> None:
     env = {
         "HIMALIA_API_URL": api_url,
+        # Deployed models, at the same host as the API: <hub>/models/<name>/predict.
+        "HIMALIA_MODELS_URL": api_url.split("/services/", 1)[0] + "/models/",
         # Plain `import mlflow` works in every kernel and job: the platform's server, the
         # server's token (sent as a bearer token), and the person's own default experiment.
         "MLFLOW_TRACKING_URI": tracking_url,
@@ -299,6 +309,50 @@ def _jobs_runner(cfg: HimaliaConfig, paths: StatePaths, runtime: Runtime, as_roo
     }
 
 
+def _deployments_api_environment(paths: StatePaths) -> dict:
+    return {"HIMALIA_DEPLOYMENTS_DIR": str(paths.deployments),
+            "HIMALIA_DEPLOYMENTS_SOCKET": str(paths.deployments_socket)}
+
+
+def _deployment_manager(cfg: HimaliaConfig, paths: StatePaths, runtime: Runtime, as_root: bool,
+                        python: str) -> dict:
+    """The deployment manager and model router: root when the platform is (model servers run
+    as their deployment's owner), behind the proxy at /models/ (Proxy.extra_routes)."""
+    import pwd
+
+    files_uid = files_gid = None
+    if as_root:
+        try:
+            account = pwd.getpwnam(cfg.service_user)
+            files_uid, files_gid = account.pw_uid, account.pw_gid
+        except KeyError:
+            pass
+    manager = {
+        "state_dir": str(paths.root),
+        "db_url": cfg.resolved_api_db_url(runtime.api_db_password),
+        "root": str(paths.deployments),
+        "socket": str(paths.deployments_socket),
+        # Builds read models from MLflow directly on loopback (with the owner's token).
+        "tracking_url": f"http://127.0.0.1:{runtime.tracking_port}/services/{TRACKING_SERVICE}",
+        "system_users": bool(cfg.system_users and as_root),
+        "user_prefix": cfg.system_user_prefix,
+        "account_registry": str(paths.accounts),
+        "files_uid": files_uid,
+        "files_gid": files_gid,
+        "start_timeout": cfg.deploy_start_timeout,
+        "smoke_timeout": cfg.deploy_smoke_timeout,
+    }
+    return {
+        "name": MODELS_SERVICE,
+        "display": False,
+        "info": {"description": "Model deployments (BentoML) at /models/<name>/"},
+        "url": f"http://127.0.0.1:{runtime.models_port}",
+        "command": [python, "-m", TIED, "himalia.hub.deployments.manager"],
+        "environment": {"HIMALIA_DEPLOYMENTS": json.dumps(manager)},
+        **({"cwd": str(paths.deployments)} if as_root else {}),
+    }
+
+
 def build_hub_config(cfg: HimaliaConfig, runtime: Runtime, as_root: bool | None = None,
                      role_members: dict[str, list[str]] | None = None) -> Config:
     """The complete JupyterHub configuration of one installation.
@@ -390,9 +444,13 @@ def build_hub_config(cfg: HimaliaConfig, runtime: Runtime, as_root: bool | None 
         _jobs_runner(cfg, paths, runtime, as_root, python,
                      api_url=_service_url_for_servers(cfg, servers_reach),
                      tracking_url=_service_url_for_servers(cfg, servers_reach, TRACKING_SERVICE).rstrip("/")),
+        _deployment_manager(cfg, paths, runtime, as_root, python),
         {"name": ADMIN_SERVICE, "api_token": runtime.admin_token},
     ]
     services[0]["environment"].update(_jobs_api_environment(cfg, paths))
+    services[0]["environment"].update(_deployments_api_environment(paths))
+    # Deployed models answer at /models/<name>/ (the router of the deployment manager).
+    c.Proxy.extra_routes = {"/models/": f"http://127.0.0.1:{runtime.models_port}"}
     if cfg.cull_idle_timeout > 0:
         services.append(
             {
@@ -419,6 +477,8 @@ def build_hub_config(cfg: HimaliaConfig, runtime: Runtime, as_root: bool | None 
          "scopes": VIEWER_SCOPES, "users": role_members.get("viewer", [])},
         {"name": "himalia-jobs", "description": "The job runner: a token per run for its owner",
          "scopes": ["tokens", "read:users"], "services": [JOBS_SERVICE]},
+        {"name": MODELS_SERVICE, "description": "Deployment manager: build tokens of owners, "
+         "checking callers' tokens", "scopes": ["tokens", "read:users"], "services": [MODELS_SERVICE]},
         {"name": "himalia-api", "description": "The platform API service",
          "scopes": ["list:services", "read:services", "list:users", "read:users", "read:groups"],
          "services": [API_SERVICE]},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 log = logging.getLogger("himalia")
+PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -76,3 +78,34 @@ def pid_alive(pid: int | None) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def die_with_parent() -> None:
+    """In a child before exec: SIGKILL when the thread that started it ends."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    os.umask(0o022)
+
+
+def forget(pids_dir: Path, pid: int | None) -> None:
+    if pid:
+        (pids_dir / f"{pid}.pid").unlink(missing_ok=True)
+
+
+def kill_leftovers(pids_dir: Path) -> int:
+    """Kill the process groups an earlier run of a service recorded in ``pids_dir`` (``<pid>.pid``
+    files holding ``"<pid> <marker>"``); how many were alive."""
+    killed = 0
+    for pidfile in pids_dir.glob("*.pid"):
+        try:
+            pid_text, _, marker = pidfile.read_text().partition(" ")
+            pid = int(pid_text)
+            # Only if that pid is still that process: its command line holds the marker (a
+            # pid may have been reused since).
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if marker and marker.encode() in cmdline:
+                os.killpg(pid, signal.SIGKILL)
+                killed += 1
+        except (ValueError, OSError):
+            pass
+        pidfile.unlink(missing_ok=True)
+    return killed

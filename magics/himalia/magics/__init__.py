@@ -1,5 +1,6 @@
 """IPython magics of the himalia platform; ``%load_ext himalia.magics`` (the himalia kernel loads it)."""
 
+from .deployments import DeployMagics
 from .jobs import JobMagics
 from .packages import PackageMagics
 from .platform import PlatformMagics
@@ -11,6 +12,7 @@ def load_ipython_extension(ipython):
     ipython.register_magics(PackageMagics)
     ipython.register_magics(TrackingMagics)
     ipython.register_magics(JobMagics)
+    ipython.register_magics(DeployMagics)
 
 
-__all__ = ["JobMagics", "PlatformMagics", "TrackingMagics", "load_ipython_extension"]
+__all__ = ["DeployMagics", "JobMagics", "PlatformMagics", "TrackingMagics", "load_ipython_extension"]

@@ -62,6 +62,7 @@ def _choose_ports(cfg, paths: StatePaths) -> Runtime:
         api_port=pick(cfg.api_port, "api_port"),
         proxy_api_port=pick(cfg.proxy_api_port, "proxy_api_port"),
         tracking_port=pick(cfg.tracking_port, "tracking_port"),
+        models_port=pick(cfg.models_port, "models_port"),
     )
 
 
@@ -149,8 +150,9 @@ class Platform:
         def routed(client: httpx.Client) -> bool:
             routes = client.get(proxy_api, headers=proxy_auth).json()
             # The proxy keeps route specs without their trailing slash (except "/").
-            return "/" in routes and all(f"/services/{name}" in routes
-                                         for name in (hubconfig.API_SERVICE, hubconfig.TRACKING_SERVICE))
+            return "/" in routes and "/models" in routes and all(
+                f"/services/{name}" in routes
+                for name in (hubconfig.API_SERVICE, hubconfig.TRACKING_SERVICE))
 
         checks = [
             lambda client: client.get(f"http://127.0.0.1:{self.runtime.hub_port}/hub/health").status_code == 200,

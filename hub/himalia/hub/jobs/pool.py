@@ -2,17 +2,15 @@
 
 Kernels are started on the runner's event loop thread with a parent-death signal, so a killed
 runner takes its kernels with it; their process groups are also recorded in ``pids_dir`` and
-killed by the next runner (:func:`kill_leftovers`). An idle kernel is shut down after ``idle_seconds``.
+killed by the next runner (:func:`~himalia.hub.supervisor.kill_leftovers`). An idle kernel is shut down after ``idle_seconds``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import ctypes
 import logging
 import os
-import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,14 +18,9 @@ from pathlib import Path
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
 
+from ..supervisor import die_with_parent, forget
+
 log = logging.getLogger("himalia.jobs")
-PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent() -> None:
-    """In a child before exec: SIGKILL when the thread that started it ends."""
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    os.umask(0o022)
 
 
 @dataclass(frozen=True)
@@ -165,27 +158,3 @@ class KernelPool:
 
 def kernel_pid(km) -> int | None:
     return getattr(getattr(km, "provisioner", None), "pid", None)
-
-
-def forget(pids_dir: Path, pid: int | None) -> None:
-    if pid:
-        (pids_dir / f"{pid}.pid").unlink(missing_ok=True)
-
-
-def kill_leftovers(pids_dir: Path) -> int:
-    """Kill the process groups of kernels an earlier runner started; how many were alive."""
-    killed = 0
-    for pidfile in pids_dir.glob("*.pid"):
-        try:
-            pid_text, _, connection_file = pidfile.read_text().partition(" ")
-            pid = int(pid_text)
-            # Only if that pid is still that kernel: its command names its connection file
-            # (a pid may have been reused since).
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            if connection_file and connection_file.encode() in cmdline:
-                os.killpg(pid, signal.SIGKILL)
-                killed += 1
-        except (ValueError, OSError):
-            pass
-        pidfile.unlink(missing_ok=True)
-    return killed

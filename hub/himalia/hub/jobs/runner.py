@@ -19,7 +19,6 @@ import asyncio
 import json
 import logging
 import os
-import pwd
 import shutil
 import signal
 import smtplib
@@ -39,12 +38,14 @@ from papermill.exceptions import PapermillExecutionError
 from sqlalchemy import select
 
 from ..profiles import ProfileError, local_overrides, parse_profiles
+from ..owners import Account, Owners
 from ..storage import Database
-from ..unixusers import AccountError, AccountRegistry, unix_name
+from ..supervisor import die_with_parent, kill_leftovers
+from ..unixusers import AccountError
 from ..userenv import user_environment
 from . import service
 from .models import (CANCELLED, FAILED, RUNNING, SUCCEEDED, TIMED_OUT, Job, JobRun)
-from .pool import KernelPool, KernelRecipe, forget, kernel_pid, kill_leftovers
+from .pool import KernelPool, KernelRecipe, forget, kernel_pid
 
 log = logging.getLogger("himalia.jobs")
 KERNEL_MODULE = "himalia.kernels"
@@ -52,11 +53,11 @@ KERNEL_MODULE = "himalia.kernels"
 RUN_TOKEN_SCOPES = [
     "access:services!service=himalia",
     "access:services!service=mlflow",
+    "access:services!service=himalia-models",
     "read:users:name!user",
     "read:users:groups!user",
     "read:roles:users!user",
 ]
-ACCOUNT_TTL = 30.0
 
 
 @dataclass
@@ -83,14 +84,6 @@ class RunnerConfig:
     files_uid: int | None = None
     files_gid: int | None = None
     public_url: str = ""
-
-
-@dataclass
-class Account:
-    name: str
-    home: str
-    uid: int | None = None
-    gid: int | None = None
 
 
 @dataclass
@@ -134,7 +127,7 @@ class Runner:
         self.scratch = Path(tempfile.gettempdir())
         self.http: httpx.AsyncClient | None = None
         self.stopping = False
-        self._accounts: dict[str, tuple[float, Account]] = {}
+        self.owners: Owners | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def main(self) -> None:
@@ -155,6 +148,10 @@ class Runner:
                                sizes=self.config.pool_sizes,
                                idle_seconds=self.config.kernel_idle_seconds)
         self.http = httpx.AsyncClient(timeout=30, transport=httpx.AsyncHTTPTransport(retries=3))
+        cfg = self.config
+        self.owners = Owners(self.http, self.hub_api_url, self.hub_token, state_dir=cfg.state_dir,
+                             system_users=cfg.system_users, user_prefix=cfg.user_prefix,
+                             account_registry=cfg.account_registry, home_root=cfg.home_root)
         self.recover()
         server = await self.serve_control()
         try:
@@ -249,38 +246,8 @@ class Runner:
 
     # -- accounts and kernels ------------------------------------------------------------------
     async def account(self, owner: str) -> Account:
-        """The Unix account runs of ``owner`` use; looked up again after ``ACCOUNT_TTL`` s (a
-        person deleted and made again gets a new account, never the old one's)."""
-        cached = self._accounts.get(owner)
-        if cached and time.monotonic() - cached[0] < ACCOUNT_TTL:
-            return cached[1]
-        account = await self._account(owner)
-        self._accounts[owner] = (time.monotonic(), account)
-        return account
-
-    async def _account(self, owner: str) -> Account:
-        cfg = self.config
-        if cfg.system_users:
-            name = unix_name(cfg.user_prefix, owner)
-            created = await self.hub_created(owner)
-            registry = AccountRegistry(cfg.account_registry, cfg.home_root)
-            entry = await asyncio.to_thread(registry.ensure, name, f"hub-user:?:{created}")
-            return Account(name, entry.pw_dir, entry.pw_uid, entry.pw_gid)
-        home = Path(cfg.state_dir) / "users" / owner
-        home.mkdir(mode=0o700, parents=True, exist_ok=True)
-        return Account(pwd.getpwuid(os.getuid()).pw_name, str(home))
-
-    async def hub_created(self, owner: str) -> str:
-        """The hub's creation time of ``owner``, which names their Unix account's owner."""
-        response = await self.http.get(f"{self.hub_api_url}/users/{owner}", headers=self._hub_headers())
-        if response.status_code == 404:
-            raise AccountError(f"the hub has no user {owner!r} any more")
-        response.raise_for_status()
-        created = response.json().get("created") or ""
-        return datetime.fromisoformat(created.replace("Z", "+00:00")).replace(tzinfo=None).isoformat()
-
-    def _hub_headers(self) -> dict:
-        return {"Authorization": f"token {self.hub_token}"}
+        """The Unix account runs of ``owner`` use (owners.py)."""
+        return await self.owners.account(owner)
 
     def recipe(self, account: Account, owner: str, profile_name: str) -> KernelRecipe:
         cfg = self.config
@@ -323,19 +290,12 @@ class Runner:
 
     # -- tokens ----------------------------------------------------------------------------------
     async def mint_token(self, owner: str, run_id: int, seconds: int) -> tuple[str, str]:
-        response = await self.http.post(
-            f"{self.hub_api_url}/users/{owner}/tokens", headers=self._hub_headers(),
-            json={"note": f"himalia job run {run_id}", "expires_in": seconds, "scopes": RUN_TOKEN_SCOPES})
-        response.raise_for_status()
-        body = response.json()
-        return body["token"], body["id"]
+        return await self.owners.mint_token(owner, f"himalia job run {run_id}", seconds,
+                                            RUN_TOKEN_SCOPES)
 
     async def revoke_token(self, owner: str, token_id: str) -> None:
-        try:
-            await self.http.delete(f"{self.hub_api_url}/users/{owner}/tokens/{token_id}",
-                                   headers=self._hub_headers())
-        except httpx.HTTPError as e:
-            log.warning("could not revoke the token of a run of %s: %s", owner, type(e).__name__)
+        if not await self.owners.revoke_token(owner, token_id):
+            log.warning("could not revoke the token of a run of %s", owner)
 
     # -- one run ---------------------------------------------------------------------------------
     def run_dir(self, run_id: int) -> Path:
@@ -645,7 +605,6 @@ def send_email(smtp: dict, to: list[str], message: dict) -> None:
 def supervise() -> int:
     """Keep one runner process going: restart it at once when it is killed (the hub notices a
     dead service only every 30 s), with a growing pause if it keeps failing by itself at start."""
-    from .pool import die_with_parent
 
     stopping = False
     child: subprocess.Popen | None = None

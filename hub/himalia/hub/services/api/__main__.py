@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 
 import uvicorn
 
+from ...deployments.api import DeploymentsSettings
 from ...jobs.api import JobsSettings
 from ...jobs.service import Limits
 from .app import APISettings, create_app
@@ -47,6 +48,14 @@ def jobs_settings(env: Mapping[str, str]) -> JobsSettings | None:
                         limits=Limits(**limits))
 
 
+def deployments_settings(env: Mapping[str, str]) -> DeploymentsSettings | None:
+    """Where deployments keep their files (``HIMALIA_DEPLOYMENTS_DIR``) and the manager's socket."""
+    root = env.get("HIMALIA_DEPLOYMENTS_DIR", "")
+    if not root:
+        return None
+    return DeploymentsSettings(root=Path(root), manager_socket=Path(env["HIMALIA_DEPLOYMENTS_SOCKET"]))
+
+
 def main() -> None:
     env = os.environ
     settings = APISettings(
@@ -60,6 +69,7 @@ def main() -> None:
         oauth_client_id=env.get("JUPYTERHUB_CLIENT_ID", ""),
         oauth_redirect_uri=env.get("JUPYTERHUB_OAUTH_CALLBACK_URL", ""),
         jobs=jobs_settings(env),
+        deployments=deployments_settings(env),
     )
     bind = urlparse(env["JUPYTERHUB_SERVICE_URL"])
     uvicorn.run(

@@ -40,6 +40,7 @@ from .identity import (
 )
 
 if TYPE_CHECKING:
+    from ...deployments.api import DeploymentsSettings
     from ...jobs.api import JobsSettings
 
 #: On every response but /docs: a page opened by another user's JupyterLab (same origin, via
@@ -89,6 +90,8 @@ class APISettings:
     token_cache_seconds: int = 10
     #: Scheduled jobs' files and runner; None leaves the jobs routes out.
     jobs: "JobsSettings | None" = None
+    #: Model deployments' files and manager; None leaves the deployments routes out.
+    deployments: "DeploymentsSettings | None" = None
 
 
 class SecurityHeaders:
@@ -289,6 +292,10 @@ def create_app(settings: APISettings) -> FastAPI:
         from ...jobs.api import make_router as jobs_router
 
         app.include_router(jobs_router(prefix, db, settings.jobs))
+    if settings.deployments is not None:
+        from ...deployments.api import make_router as deployments_router
+
+        app.include_router(deployments_router(prefix, db, settings.deployments))
     app.include_router(guide.make_router(prefix, guide.find_docs()))
     app.include_router(public)
     unprotected = unprotected_routes(app, prefix)

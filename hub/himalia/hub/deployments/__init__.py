@@ -1,0 +1,1 @@
+"""Model deployments: MLflow models served with BentoML behind the hub at /models/<name>/."""

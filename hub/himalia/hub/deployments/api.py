@@ -16,6 +16,7 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query
 from fastapi.responses import PlainTextResponse, Response
+from sqlalchemy import select
 
 from ..services.api.authz import allow
 from ..services.api.identity import Identity
@@ -126,10 +127,12 @@ def make_router(prefix: str, db: Database, settings: DeploymentsSettings) -> API
     async def deploy(body: Any = Body(...), who: Identity = Depends(allow("scientist"))) -> dict:
         try:
             spec = _spec(body)
-            service.check_name(spec.name)
-            service.service_class(spec.service_code)
+            service.check(spec)
             with db.session() as session:
-                existing = session.query(Deployment).filter_by(name=spec.name).one_or_none()
+                existing = session.scalar(select(Deployment).where(Deployment.name == spec.name))
+                if existing is not None and not service.may_change(who, existing):
+                    # The same answer service.deploy gives, before MLflow is asked anything.
+                    service.deploy(session, who, spec)
                 owner = existing.owner if existing is not None else who.name
             # The model must exist and its owner must be able to read it (the build reads it as
             # the owner); the manager asks MLflow with the owner's token.

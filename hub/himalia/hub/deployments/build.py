@@ -68,6 +68,12 @@ def build(spec: dict) -> dict:
         # container image for the Kubernetes back end locks them when it is built).
         python={"lock_packages": False},
     )
+    if custom:
+        # A service class of its own takes its own input: the cell's EXAMPLE, if it sets one,
+        # is its smoke request (the model's MLflow example would not fit).
+        import user_code
+
+        smoke = getattr(user_code, "EXAMPLE", None)
     result = {"bento_tag": str(bento.tag), "model_tag": model_tag,
               "predict_path": CUSTOM_PREDICT_PATH if custom else GENERIC_PREDICT_PATH,
               "smoke": smoke}

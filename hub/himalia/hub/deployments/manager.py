@@ -248,9 +248,7 @@ class Manager:
             if state == BUILDING:
                 built = await self.build(live, account)
                 live.bento_tag = built["bento_tag"]
-                live.target.predict_path = built["predict_path"]
-                if built.get("smoke") is not None:
-                    self.smoke_file(live).write_text(json.dumps(built["smoke"]))
+                self.build_file(live).write_text(json.dumps(built))
                 if not await asyncio.to_thread(self._write, service.mark_built, live.id, live.bento_tag):
                     return
                 state = STARTING
@@ -370,7 +368,8 @@ class Manager:
         replica.port = free_port()
         argv = [str(Path(sys.executable).with_name("bentoml")), "serve", live.bento_tag,
                 "--host", "127.0.0.1", "--port", str(replica.port)]
-        env = self._environment(account, home)
+        env = self._environment(account, home,
+                                {"HIMALIA_MODEL_TAG": self.built(live).get("model_tag", "")})
         out = self._log_file(live, f"serve-{replica.index}")
         try:
             replica.proc = await asyncio.create_subprocess_exec(
@@ -407,17 +406,24 @@ class Manager:
         except OSError:
             return ""
 
-    def smoke_file(self, live: Live) -> Path:
-        """The model's input example, kept where only the platform writes."""
-        return self.logs(live.deployment) / f"v{live.version}-smoke.json"
+    def build_file(self, live: Live) -> Path:
+        """What the build gave (bento and model tags, the smoke request), kept where only the
+        platform writes."""
+        return self.logs(live.deployment) / f"v{live.version}-build.json"
+
+    def built(self, live: Live) -> dict:
+        try:
+            return json.loads(self.build_file(live).read_text())
+        except (OSError, ValueError):
+            return {}
 
     async def smoke(self, live: Live) -> None:
-        """The model's input example must get a 200 with predictions from every replica."""
-        try:
-            body = self.smoke_file(live).read_bytes()
-        except FileNotFoundError:
+        """The model's input example must get a 200 from every replica."""
+        example = self.built(live).get("smoke")
+        if example is None:
             log.info("%s v%s: no input example, no smoke request", live.deployment, live.version)
             return
+        body = json.dumps(example).encode()
         for upstream in live.target.upstreams:
             try:
                 response = await self.http.post(upstream + live.target.predict_path, content=body,

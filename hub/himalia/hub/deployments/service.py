@@ -150,8 +150,8 @@ class NewVersion:
     shared_with: list[str] | None = None
 
 
-def deploy(db: Session, who: Identity, spec: NewVersion) -> tuple[Deployment, DeploymentVersion]:
-    """Make the deployment (a new name) or a new version of it (yours); the manager builds it."""
+def check(spec: NewVersion) -> None:
+    """What can be checked of a new version without the database or MLflow."""
     check_name(spec.name)
     if not 0 <= spec.canary_percent <= 99:
         raise DeployError("canary_percent is 0 (swap all traffic once healthy) to 99.")
@@ -161,6 +161,11 @@ def deploy(db: Session, who: Identity, spec: NewVersion) -> tuple[Deployment, De
         raise DeployError("model_uri names an MLflow model: runs:/<run id>/model, "
                           "models:/<name>/<version> or models:/<model id>.")
     service_class(spec.service_code)
+
+
+def deploy(db: Session, who: Identity, spec: NewVersion) -> tuple[Deployment, DeploymentVersion]:
+    """Make the deployment (a new name) or a new version of it (yours); the manager builds it."""
+    check(spec)
     deployment = db.scalar(select(Deployment).where(Deployment.name == spec.name))
     if deployment is None:
         deployment = Deployment(name=spec.name, owner=who.name, shared_with=spec.shared_with or [])

@@ -257,6 +257,146 @@ export interface IJobChanges {
 }
 
 /**
+ * How a deployment's served versions are doing: all healthy (`serving`), some not
+ * (`degraded`), none (`down`), or none started yet (`pending`).
+ */
+export type DeploymentHealth = 'serving' | 'degraded' | 'down' | 'pending';
+
+/**
+ * Where a version is: built into a BentoML service, started, serving traffic, failed (see its
+ * `reason`), or retired (no longer served).
+ */
+export type DeploymentVersionState =
+  | 'building'
+  | 'starting'
+  | 'serving'
+  | 'failed'
+  | 'retired';
+
+/**
+ * One version of a deployment: a model served as one BentoML service. Times are ISO 8601.
+ */
+export interface IDeploymentVersion {
+  version: number;
+  state: DeploymentVersionState;
+  /** Why it failed or was retired; null otherwise. */
+  reason: string | null;
+  /** The MLflow model served, e.g. `runs:/<run_id>/model`. */
+  model_uri: string;
+  run_id: string | null;
+  bento_tag: string | null;
+  /** The share of requests it gets, in percent. */
+  traffic: number;
+  replicas: number;
+  created_by: string;
+  created_at: string;
+  started_at: string | null;
+  ended_at: string | null;
+  lineage: {
+    notebook?: string;
+    cell_hash?: string;
+    cell_index?: number;
+    job_run_id?: number;
+  };
+}
+
+/**
+ * A model deployment, served at `<hub>/models/<name>/`.
+ */
+export interface IDeployment {
+  id: number;
+  name: string;
+  owner: string;
+  /** The path of its endpoints below the hub's base URL: `/models/<name>/`. */
+  url: string;
+  shared_with: string[];
+  created_at: string;
+  updated_at: string;
+  health: DeploymentHealth;
+  /** Newest first. */
+  versions: IDeploymentVersion[];
+}
+
+/**
+ * A model to deploy (`POST <base>/himalia/deployments`): a new deployment, or a new version of
+ * one of yours.
+ */
+export interface INewDeployment {
+  /** A DNS label: a lowercase letter, then lowercase letters, digits and `-`. */
+  name: string;
+  /** An MLflow model URI, e.g. `runs:/<run_id>/model`. */
+  model_uri: string;
+  /** The new version's share of traffic while the others keep the rest; 0 swaps at once. */
+  canary_percent?: number;
+  replicas?: number;
+}
+
+/**
+ * What a deploy started: the deployment and its new version (still building).
+ */
+export interface IDeployed {
+  deployment: IDeployment;
+  version: IDeploymentVersion;
+}
+
+/**
+ * Requests and latency of one version over one minute; a latency is null without requests.
+ */
+export interface IDeploymentMinute {
+  /** The minute, as an ISO 8601 time. */
+  at: string;
+  version: number;
+  count: number;
+  errors: number;
+  p50_ms: number | null;
+  p95_ms: number | null;
+}
+
+/**
+ * Requests and latency of one version over the whole window.
+ */
+export interface IDeploymentTotals {
+  count: number;
+  errors: number;
+  p50_ms: number | null;
+  p95_ms: number | null;
+}
+
+/**
+ * A deployment's recent traffic (`GET <base>/himalia/deployments/<name>/metrics`).
+ */
+export interface IDeploymentMetrics {
+  buckets: IDeploymentMinute[];
+  /** By version number (as a string). */
+  totals: { [version: string]: IDeploymentTotals };
+}
+
+/**
+ * An API key of a deployment, known by its prefix only.
+ */
+export interface IApiKey {
+  id: number;
+  /** The key's first characters (`hmk_<8 hex>`), to tell keys apart. */
+  prefix: string;
+  label: string;
+  created_by: string;
+  created_at: string;
+  revoked_at: string | null;
+  last_used_at: string | null;
+}
+
+/**
+ * A key just made: the only answer that holds the whole `key`.
+ */
+export interface INewApiKey {
+  id: number;
+  prefix: string;
+  label: string;
+  created_at: string;
+  key: string;
+}
+
+/**
  * A failed call to the himalia server extension, with a message meant for the user.
  */
 export class HimaliaRequestError extends Error {
@@ -484,26 +624,141 @@ export class HimaliaClient {
     return (await this.send(this.jobsUrl(`runs/${runId}/logs`))).text();
   }
 
-  private request<T>(endpoint: string, init: RequestInit = {}): Promise<T> {
-    return this.fetchJSON<T>(
-      URLExt.join(this.serverSettings.baseUrl, 'himalia', 'api', endpoint),
-      init
+  /**
+   * Your model deployments, those shared with you (an administrator's: all).
+   *
+   * @throws {HimaliaRequestError} 503 when the platform API cannot be reached.
+   */
+  async deployments(): Promise<IDeployment[]> {
+    return (await this.deploymentsRequest<{ deployments: IDeployment[] }>(''))
+      .deployments;
+  }
+
+  /**
+   * One deployment with its versions, newest first.
+   *
+   * @throws {HimaliaRequestError} 404 for one that is not yours or shared with you.
+   */
+  deployment(name: string): Promise<IDeployment> {
+    return this.deploymentsRequest<IDeployment>(encodeURIComponent(name));
+  }
+
+  /**
+   * Deploy a model: a new deployment, or a new version (a canary when `canary_percent` > 0).
+   *
+   * @throws {HimaliaRequestError} 422 naming the bad field.
+   */
+  deploy(deployment: INewDeployment): Promise<IDeployed> {
+    return this.deploymentsRequest<IDeployed>('', {
+      method: 'POST',
+      body: JSON.stringify(deployment)
+    });
+  }
+
+  /**
+   * Give the canary all the traffic and retire the version it replaces.
+   *
+   * @throws {HimaliaRequestError} 409 when there is no canary.
+   */
+  promote(name: string): Promise<IDeployment> {
+    return this.deploymentsRequest<IDeployment>(
+      `${encodeURIComponent(name)}/promote`,
+      { method: 'POST' }
     );
+  }
+
+  /**
+   * Retire the canary, or bring the previous version back.
+   */
+  rollback(name: string): Promise<IDeployment> {
+    return this.deploymentsRequest<IDeployment>(
+      `${encodeURIComponent(name)}/rollback`,
+      { method: 'POST' }
+    );
+  }
+
+  /**
+   * Stop serving a deployment and delete it.
+   */
+  async undeploy(name: string): Promise<void> {
+    await this.send(this.url('deployments', encodeURIComponent(name)), {
+      method: 'DELETE'
+    });
+  }
+
+  /**
+   * Requests and latency of each version, minute by minute, over the last `minutes`.
+   */
+  deploymentMetrics(name: string, minutes = 60): Promise<IDeploymentMetrics> {
+    return this.deploymentsRequest<IDeploymentMetrics>(
+      `${encodeURIComponent(name)}/metrics`,
+      {},
+      new URLSearchParams({ minutes: String(minutes) })
+    );
+  }
+
+  /**
+   * A version's build log, then its serve log (the newest version's when none is given).
+   */
+  async deploymentLogs(name: string, version?: number, lines = 200): Promise<string> {
+    const query = new URLSearchParams({ lines: String(lines) });
+    if (version !== undefined) {
+      query.set('version', String(version));
+    }
+    const url = this.url('deployments', `${encodeURIComponent(name)}/logs`, query);
+    return (await this.send(url)).text();
+  }
+
+  /**
+   * A deployment's API keys, by prefix, revoked ones included.
+   */
+  async apiKeys(name: string): Promise<IApiKey[]> {
+    const reply = await this.deploymentsRequest<{ keys: IApiKey[] }>(
+      `${encodeURIComponent(name)}/keys`
+    );
+    return reply.keys;
+  }
+
+  /**
+   * A new API key; its whole value is in this answer only.
+   */
+  createApiKey(name: string, label: string): Promise<INewApiKey> {
+    return this.deploymentsRequest<INewApiKey>(`${encodeURIComponent(name)}/keys`, {
+      method: 'POST',
+      body: JSON.stringify({ label })
+    });
+  }
+
+  /**
+   * Revoke an API key: requests with it are refused from now on.
+   */
+  async revokeApiKey(name: string, keyId: number): Promise<void> {
+    await this.send(
+      this.url('deployments', `${encodeURIComponent(name)}/keys/${keyId}`),
+      { method: 'DELETE' }
+    );
+  }
+
+  /**
+   * The URL of `endpoint` in one area of the server extension's API (`api`, `tracking`,
+   * `jobs`, `deployments`), with `query`.
+   */
+  private url(area: string, endpoint: string, query?: URLSearchParams): string {
+    const url = URLExt.join(this.serverSettings.baseUrl, 'himalia', area, endpoint);
+    // The query is added after joining: a path join must not touch its encoded characters.
+    return query ? `${url}?${query.toString()}` : url;
+  }
+
+  private request<T>(endpoint: string, init: RequestInit = {}): Promise<T> {
+    return this.fetchJSON<T>(this.url('api', endpoint), init);
   }
 
   private tracking<T>(endpoint: string, query?: URLSearchParams): Promise<T> {
-    const url = URLExt.join(
-      this.serverSettings.baseUrl,
-      'himalia',
-      'tracking',
-      endpoint
-    );
-    // The query is added after joining: a path join must not touch its encoded characters.
-    return this.fetchJSON<T>(query ? `${url}?${query.toString()}` : url);
+    return this.fetchJSON<T>(this.url('tracking', endpoint, query));
   }
 
   private jobsUrl(endpoint: string): string {
-    return URLExt.join(this.serverSettings.baseUrl, 'himalia', 'jobs', endpoint);
+    return this.url('jobs', endpoint);
   }
 
   private jobsRequest<T>(
@@ -511,8 +766,15 @@ export class HimaliaClient {
     init: RequestInit = {},
     query?: URLSearchParams
   ): Promise<T> {
-    const url = this.jobsUrl(endpoint);
-    return this.fetchJSON<T>(query ? `${url}?${query.toString()}` : url, init);
+    return this.fetchJSON<T>(this.url('jobs', endpoint, query), init);
+  }
+
+  private deploymentsRequest<T>(
+    endpoint: string,
+    init: RequestInit = {},
+    query?: URLSearchParams
+  ): Promise<T> {
+    return this.fetchJSON<T>(this.url('deployments', endpoint, query), init);
   }
 
   /**

@@ -7,6 +7,8 @@ import { ICommandPalette, showErrorMessage } from '@jupyterlab/apputils';
 import { Toolbar, ToolbarButton } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 
+import { deployRun } from './deployments/dialog';
+import { deploymentsIcon, DeploymentsPanel } from './deployments/panel';
 import { HimaliaClient } from './handler';
 import helpPlugin from './help';
 import { scheduleNotebook } from './jobs/dialog';
@@ -15,6 +17,33 @@ import kernelExitsPlugin from './kernelexits';
 import { HimaliaSidebar } from './sidebar';
 import { followActiveNotebook, notebookPath } from './tracking/notebook';
 import { RunsPanel } from './tracking/panel';
+
+/**
+ * Show a widget in the main area, adding it there first if needed.
+ */
+function openInMain(app: JupyterFrontEnd): (widget: Widget) => void {
+  return widget => {
+    if (!widget.isAttached) {
+      app.shell.add(widget, 'main');
+    }
+    app.shell.activateById(widget.id);
+  };
+}
+
+/**
+ * Add a panel to the left sidebar, its place restored with the layout.
+ */
+function addToSidebar(
+  app: JupyterFrontEnd,
+  restorer: ILayoutRestorer | null,
+  panel: Widget,
+  rank: number
+): void {
+  app.shell.add(panel, 'left', { rank });
+  if (restorer) {
+    restorer.add(panel, panel.id);
+  }
+}
 
 /**
  * Adds the himalia panel (identity, roles, platform health) to the left sidebar.
@@ -29,12 +58,20 @@ const sidebarPlugin: JupyterFrontEndPlugin<void> = {
     const sidebar = new HimaliaSidebar({
       client: new HimaliaClient(app.serviceManager.serverSettings)
     });
-    app.shell.add(sidebar, 'left', { rank: 900 });
-    if (restorer) {
-      restorer.add(sidebar, sidebar.id);
-    }
+    addToSidebar(app, restorer, sidebar, 900);
   }
 };
+
+/**
+ * The command that shows the Deployments panel; with `name`, that deployment in detail.
+ */
+export const OPEN_DEPLOYMENTS = 'himalia:deployments';
+
+/**
+ * The command that deploys an MLflow run's model (`runId`, `runName`): it asks for the
+ * deployment's name and canary share, then shows the deployment.
+ */
+export const DEPLOY_RUN = 'himalia:deploy-run';
 
 /**
  * Adds the Runs panel (MLflow runs of the active notebook, or all of the user's) to the left
@@ -43,17 +80,16 @@ const sidebarPlugin: JupyterFrontEndPlugin<void> = {
 const runsPlugin: JupyterFrontEndPlugin<void> = {
   id: 'himalia:runs',
   description:
-    "Lists the active notebook's MLflow runs (or all of yours), plots their metrics and compares two.",
+    "Lists the active notebook's MLflow runs (or all of yours), plots their metrics, compares two and deploys one's model.",
   autoStart: true,
   optional: [ILayoutRestorer],
   activate: (app: JupyterFrontEnd, restorer: ILayoutRestorer | null): void => {
     const panel = new RunsPanel({
-      client: new HimaliaClient(app.serviceManager.serverSettings)
+      client: new HimaliaClient(app.serviceManager.serverSettings),
+      deploy: run =>
+        void app.commands.execute(DEPLOY_RUN, { runId: run.run_id, runName: run.name })
     });
-    app.shell.add(panel, 'left', { rank: 910 });
-    if (restorer) {
-      restorer.add(panel, panel.id);
-    }
+    addToSidebar(app, restorer, panel, 910);
     followActiveNotebook(app.shell, path => panel.setNotebook(path));
   }
 };
@@ -132,17 +168,9 @@ const jobsPlugin: JupyterFrontEndPlugin<void> = {
     const client = new HimaliaClient(app.serviceManager.serverSettings);
     const panel = new JobsPanel({
       client,
-      open: widget => {
-        if (!widget.isAttached) {
-          app.shell.add(widget, 'main');
-        }
-        app.shell.activateById(widget.id);
-      }
+      open: openInMain(app)
     });
-    app.shell.add(panel, 'left', { rank: 920 });
-    if (restorer) {
-      restorer.add(panel, panel.id);
-    }
+    addToSidebar(app, restorer, panel, 920);
 
     const pathFor = (args: { [key: string]: unknown }): string | null => {
       if (typeof args.path === 'string' && args.path.endsWith('.ipynb')) {
@@ -221,4 +249,66 @@ const jobsPlugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default [sidebarPlugin, runsPlugin, jobsPlugin, helpPlugin, kernelExitsPlugin];
+/**
+ * Adds the Deployments panel (model deployments: versions, traffic, keys) to the left sidebar,
+ * with the commands that open it and that deploy a run's model (the Runs panel's "Deploy…").
+ */
+const deploymentsPlugin: JupyterFrontEndPlugin<void> = {
+  id: 'himalia:deployments',
+  description:
+    'Deploys MLflow models and follows their versions: traffic split, latency, logs, promotion, rollback, API keys.',
+  autoStart: true,
+  optional: [ILayoutRestorer, ICommandPalette],
+  activate: (
+    app: JupyterFrontEnd,
+    restorer: ILayoutRestorer | null,
+    palette: ICommandPalette | null
+  ): void => {
+    const client = new HimaliaClient(app.serviceManager.serverSettings);
+    const panel = new DeploymentsPanel({
+      client,
+      open: openInMain(app)
+    });
+    addToSidebar(app, restorer, panel, 930);
+
+    app.commands.addCommand(OPEN_DEPLOYMENTS, {
+      label: 'Deployments',
+      caption: 'Your model deployments: versions, traffic, latency, API keys',
+      icon: deploymentsIcon,
+      execute: async args => {
+        app.shell.activateById(panel.id);
+        if (typeof args.name === 'string') {
+          await panel.reveal(args.name);
+        }
+      }
+    });
+    app.commands.addCommand(DEPLOY_RUN, {
+      label: 'Deploy…',
+      caption: "Serve a run's model as a deployment, or as a new version of one",
+      icon: deploymentsIcon,
+      isEnabled: args => typeof args.runId === 'string',
+      execute: async args => {
+        if (typeof args.runId !== 'string') {
+          return;
+        }
+        const runName = typeof args.runName === 'string' ? args.runName : args.runId;
+        const deployed = await deployRun(client, { runId: args.runId, runName });
+        if (deployed) {
+          await app.commands.execute(OPEN_DEPLOYMENTS, { name: deployed.deployment.name });
+        }
+      }
+    });
+    if (palette) {
+      palette.addItem({ command: OPEN_DEPLOYMENTS, category: 'himalia' });
+    }
+  }
+};
+
+export default [
+  sidebarPlugin,
+  runsPlugin,
+  jobsPlugin,
+  deploymentsPlugin,
+  helpPlugin,
+  kernelExitsPlugin
+];

@@ -1,7 +1,8 @@
-import { LabIcon, refreshIcon } from '@jupyterlab/ui-components';
+import { LabIcon } from '@jupyterlab/ui-components';
 import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
+import { element, panelHeader } from './dom';
 import { HimaliaClient, IHealth, IStatus, IWhoAmI } from './handler';
 
 /**
@@ -44,25 +45,12 @@ export class HimaliaSidebar extends Widget {
     this.title.icon = himaliaIcon;
     this.title.caption = 'himalia';
 
-    const header = document.createElement('header');
-    header.className = 'jp-himalia-header';
-    const heading = document.createElement('h2');
-    heading.textContent = 'himalia';
-    this._refreshButton = document.createElement('button');
-    this._refreshButton.className =
-      'jp-Button jp-mod-minimal jp-himalia-refresh';
-    this._refreshButton.title = 'Refresh';
-    this._refreshButton.setAttribute('aria-label', 'Refresh');
-    this._refreshButton.appendChild(refreshIcon.element({ tag: 'span' }));
-    this._refreshButton.addEventListener('click', () => void this.refresh());
-    header.append(heading, this._refreshButton);
+    const { header, refreshButton } = panelHeader('himalia', () => void this.refresh());
+    this._refreshButton = refreshButton;
 
-    this._state = document.createElement('div');
-    this._state.className = 'jp-himalia-state';
+    this._state = element('div', 'jp-himalia-state');
     this._state.setAttribute('role', 'status');
-
-    this._content = document.createElement('div');
-    this._content.className = 'jp-himalia-content';
+    this._content = element('div', 'jp-himalia-content');
 
     this.node.append(header, this._state, this._content);
   }
@@ -115,19 +103,6 @@ export class HimaliaSidebar extends Widget {
   private _state: HTMLDivElement;
   private _content: HTMLDivElement;
   private _requests = 0;
-}
-
-function element<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  className: string,
-  text?: string
-): HTMLElementTagNameMap[K] {
-  const node = document.createElement(tag);
-  node.className = className;
-  if (text !== undefined) {
-    node.textContent = text;
-  }
-  return node;
 }
 
 function renderIdentity(whoami: IWhoAmI): HTMLElement {

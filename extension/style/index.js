@@ -1,3 +1,4 @@
 import './base.css';
 import './tracking.css';
 import './jobs.css';
+import './deployments.css';

@@ -8,6 +8,7 @@ from himalia.sdk import Client
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Callable, Float
 
+from .deployments import HANDLERS as DEPLOYMENTS_HANDLERS
 from .handlers import StatusHandler
 from .jobs import HANDLERS as JOBS_HANDLERS
 from .kernel_exits import KernelExitsHandler, KernelExitWatcher
@@ -65,6 +66,7 @@ class HimaliaExtensionApp(ExtensionApp):
         self.handlers.append((r"/himalia/kernel-exits", KernelExitsHandler))
         self.handlers.extend(TRACKING_HANDLERS)
         self.handlers.extend(JOBS_HANDLERS)
+        self.handlers.extend(DEPLOYMENTS_HANDLERS)
 
     def platform_client(self) -> Any:
         """The platform API client, made by ``client_factory`` on first use and then reused.

@@ -1,5 +1,6 @@
 import { Widget } from '@lumino/widgets';
 
+import { element } from '../dom';
 import {
   HimaliaClient,
   IJob,
@@ -7,7 +8,7 @@ import {
   IJobRun,
   INewJob
 } from '../handler';
-import { element, formatInZone } from './panel';
+import { formatInZone } from './panel';
 
 /**
  * How long typing in the cron field pauses before its next times are asked for, in ms.

@@ -1,8 +1,9 @@
 import { Dialog, showDialog } from '@jupyterlab/apputils';
-import { LabIcon, refreshIcon } from '@jupyterlab/ui-components';
+import { LabIcon } from '@jupyterlab/ui-components';
 import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
+import { actionButton, element, panelHeader, reconcile } from '../dom';
 import {
   ACTIVE_RUN_STATES,
   HimaliaClient,
@@ -101,14 +102,8 @@ export class JobsPanel extends Widget {
     this.title.icon = jobsIcon;
     this.title.caption = 'Jobs';
 
-    const header = element('header', 'jp-himalia-header');
-    const refresh = element('button', 'jp-Button jp-mod-minimal jp-himalia-refresh');
-    refresh.title = 'Refresh';
-    refresh.setAttribute('aria-label', 'Refresh');
-    refresh.appendChild(refreshIcon.element({ tag: 'span' }));
-    refresh.addEventListener('click', () => void this.refresh());
-    this._refreshButton = refresh;
-    header.append(element('h2', '', 'Jobs'), refresh);
+    const { header, refreshButton } = panelHeader('Jobs', () => void this.refresh());
+    this._refreshButton = refreshButton;
 
     this._state = element('div', 'jp-himalia-state');
     this._state.setAttribute('role', 'status');
@@ -197,6 +192,7 @@ export class JobsPanel extends Widget {
 
   private _showJobs(jobs: IJob[]): void {
     reconcile(this._list, jobs, this._views, {
+      key: job => job.id,
       make: job => this._makeJobView(job),
       update: (view, job) => this._updateJob(view, job)
     });
@@ -213,9 +209,9 @@ export class JobsPanel extends Widget {
     const schedule = element('div', 'jp-himalia-job-schedule');
     const next = element('div', 'jp-himalia-job-next');
 
-    const runNow = button('Run now', 'jp-himalia-job-run-now');
-    const pause = button('Pause', 'jp-himalia-job-pause');
-    const remove = button('Delete', 'jp-himalia-job-delete');
+    const runNow = actionButton('Run now', 'jp-himalia-job-run-now');
+    const pause = actionButton('Pause', 'jp-himalia-job-pause');
+    const remove = actionButton('Delete', 'jp-himalia-job-delete');
     const actions = element('div', 'jp-himalia-job-actions');
     actions.append(runNow, pause, remove);
 
@@ -289,6 +285,7 @@ export class JobsPanel extends Widget {
 
   private _showRuns(view: IJobView, runs: IJobRun[]): void {
     reconcile(view.runs, runs, view.runViews, {
+      key: run => run.id,
       make: run => this._makeRunView(run),
       update: (runView, run) => this._updateRun(runView, run)
     });
@@ -316,10 +313,10 @@ export class JobsPanel extends Widget {
 
     const problem = element('div', 'jp-himalia-run-problem');
 
-    const cancel = button('Cancel', 'jp-himalia-run-cancel');
-    const rerun = button('Rerun', 'jp-himalia-run-rerun');
-    const output = button('Output', 'jp-himalia-run-output');
-    const logs = button('Logs', 'jp-himalia-run-logs');
+    const cancel = actionButton('Cancel', 'jp-himalia-run-cancel');
+    const rerun = actionButton('Rerun', 'jp-himalia-run-rerun');
+    const output = actionButton('Output', 'jp-himalia-run-output');
+    const logs = actionButton('Logs', 'jp-himalia-run-logs');
     const actions = element('div', 'jp-himalia-job-run-actions');
     actions.append(cancel, rerun, output, logs);
 
@@ -646,58 +643,4 @@ export function formatInZone(iso: string, timeZone: string): string {
     // A zone the platform knows but this browser does not.
     return when.toLocaleString();
   }
-}
-
-/**
- * A new element with its class names and text.
- */
-export function element<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  className = '',
-  text?: string
-): HTMLElementTagNameMap[K] {
-  const node = document.createElement(tag);
-  node.className = className;
-  if (text !== undefined) {
-    node.textContent = text;
-  }
-  return node;
-}
-
-/**
- * Show `items` in `container`, in order, each by its view in `views` (by id): views of new items
- * are made, those of the others updated in place, those of items gone removed. Nodes are moved
- * only when out of place, so focus and a pressed button survive a refresh.
- */
-function reconcile<T extends { id: number }, V extends { node: HTMLElement }>(
-  container: HTMLElement,
-  items: T[],
-  views: Map<number, V>,
-  how: { make: (item: T) => V; update: (view: V, item: T) => void }
-): void {
-  const seen = new Set<number>();
-  items.forEach((item, index) => {
-    seen.add(item.id);
-    let view = views.get(item.id);
-    if (!view) {
-      view = how.make(item);
-      views.set(item.id, view);
-    }
-    how.update(view, item);
-    if (container.children[index] !== view.node) {
-      container.insertBefore(view.node, container.children[index] ?? null);
-    }
-  });
-  for (const [id, view] of views) {
-    if (!seen.has(id)) {
-      view.node.remove();
-      views.delete(id);
-    }
-  }
-}
-
-function button(label: string, className: string): HTMLButtonElement {
-  const node = element('button', `jp-Button jp-mod-minimal jp-himalia-action ${className}`, label);
-  node.type = 'button';
-  return node;
 }

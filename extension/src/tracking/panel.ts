@@ -1,7 +1,8 @@
-import { LabIcon, refreshIcon } from '@jupyterlab/ui-components';
+import { LabIcon } from '@jupyterlab/ui-components';
 import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
+import { actionButton, element, panelHeader } from '../dom';
 import {
   HimaliaClient,
   IMetricHistory,
@@ -39,6 +40,8 @@ export const MAX_PLOTS = 12;
 export interface IRunsPanelOptions {
   /** The REST client the panel reads runs through. */
   client: HimaliaClient;
+  /** Deploy a run's model; without it, runs have no "Deploy…" action. */
+  deploy?: (run: IRun) => void;
 }
 
 /**
@@ -49,22 +52,14 @@ export class RunsPanel extends Widget {
   constructor(options: IRunsPanelOptions) {
     super();
     this._client = options.client;
+    this._deploy = options.deploy ?? null;
     this.id = 'himalia-runs';
     this.addClass('jp-himalia-runs');
     this.title.icon = runsIcon;
     this.title.caption = 'Runs';
 
-    const header = element('header', 'jp-himalia-header');
-    const refresh = element(
-      'button',
-      'jp-Button jp-mod-minimal jp-himalia-refresh'
-    );
-    refresh.title = 'Refresh';
-    refresh.setAttribute('aria-label', 'Refresh');
-    refresh.appendChild(refreshIcon.element({ tag: 'span' }));
-    refresh.addEventListener('click', () => void this.refresh());
-    this._refreshButton = refresh;
-    header.append(element('h2', '', 'Runs'), refresh);
+    const { header, refreshButton } = panelHeader('Runs', () => void this.refresh());
+    this._refreshButton = refreshButton;
 
     const scopes = element('div', 'jp-himalia-scopes');
     scopes.setAttribute('role', 'group');
@@ -274,6 +269,13 @@ export class RunsPanel extends Widget {
     top.append(check, name, status);
     const bottom = element('div', 'jp-himalia-run-bottom');
     bottom.append(started, link);
+    const deploy = this._deploy;
+    if (deploy) {
+      const button = actionButton('Deploy…', 'jp-himalia-run-deploy');
+      button.title = `Serve the model of ${run.name} (runs:/${run.run_id}/model)`;
+      button.addEventListener('click', () => deploy(run));
+      bottom.appendChild(button);
+    }
     row.append(top, metrics, bottom);
     return row;
   }
@@ -356,6 +358,7 @@ export class RunsPanel extends Widget {
   }
 
   private _client: HimaliaClient;
+  private _deploy: ((run: IRun) => void) | null;
   private _refreshButton: HTMLButtonElement;
   private _scopeButtons: HTMLButtonElement[] = [];
   private _context: HTMLDivElement;
@@ -370,19 +373,6 @@ export class RunsPanel extends Widget {
   private _pageToken: string | null = null;
   private _requests = 0;
   private _detailRequests = 0;
-}
-
-function element<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  className: string,
-  text?: string
-): HTMLElementTagNameMap[K] {
-  const node = document.createElement(tag);
-  node.className = className;
-  if (text !== undefined) {
-    node.textContent = text;
-  }
-  return node;
 }
 
 /**

@@ -57,7 +57,10 @@ export function scale(
   return start + ((value - min) / (max - min)) * length;
 }
 
-function svg<K extends keyof SVGElementTagNameMap>(
+/**
+ * A new SVG element with its attributes.
+ */
+export function svg<K extends keyof SVGElementTagNameMap>(
   tag: K,
   attributes: { [name: string]: string | number }
 ): SVGElementTagNameMap[K] {
@@ -68,7 +71,10 @@ function svg<K extends keyof SVGElementTagNameMap>(
   return node;
 }
 
-function text(
+/**
+ * An axis label at (`x`, `y`).
+ */
+export function text(
   x: number,
   y: number,
   content: string,
@@ -82,6 +88,58 @@ function text(
   });
   node.textContent = content;
   return node;
+}
+
+/**
+ * Where an SVG plot draws its curves: inside the margins its axis labels take.
+ */
+export interface IPlotArea {
+  left: number;
+  top: number;
+  width: number;
+  height: number;
+}
+
+/**
+ * An SVG plot without curves yet: its title (also its accessible name), `data-points` with the
+ * count of points it will draw, and the frame of its plot area, with `empty` written in the
+ * middle when that count is 0.
+ */
+export function plotFrame(options: {
+  width: number;
+  height: number;
+  className: string;
+  title: string;
+  points: number;
+  empty: string;
+}): { root: SVGSVGElement; area: IPlotArea } {
+  const { width, height } = options;
+  const root = svg('svg', {
+    width,
+    height,
+    viewBox: `0 0 ${width} ${height}`,
+    class: options.className,
+    role: 'img',
+    'data-points': options.points
+  });
+  const title = svg('title', {});
+  title.textContent = options.title;
+  root.setAttribute('aria-label', options.title);
+  root.appendChild(title);
+
+  const area = {
+    left: MARGIN.left,
+    top: MARGIN.top,
+    width: width - MARGIN.left - MARGIN.right,
+    height: height - MARGIN.top - MARGIN.bottom
+  };
+  root.appendChild(svg('rect', { ...area, class: 'jp-himalia-plot-frame' }));
+  if (options.points === 0) {
+    root.appendChild(
+      text(area.left + area.width / 2, area.top + area.height / 2, options.empty, 'middle')
+    );
+  }
+  return { root, area };
 }
 
 /**
@@ -99,38 +157,18 @@ export function linePlot(
   const drawn = points.filter(
     (p): p is { x: number; y: number } => p.y !== null && Number.isFinite(p.y)
   );
-  const root = svg('svg', {
+  const { root, area } = plotFrame({
     width,
     height,
-    viewBox: `0 0 ${width} ${height}`,
-    class: 'jp-himalia-plot',
-    role: 'img',
-    'data-points': drawn.length
+    className: 'jp-himalia-plot',
+    title: `${options.label}: ${drawn.length} point${drawn.length === 1 ? '' : 's'}`,
+    points: drawn.length,
+    empty: 'no finite values'
   });
-  const title = svg('title', {});
-  title.textContent = `${options.label}: ${drawn.length} point${drawn.length === 1 ? '' : 's'}`;
-  root.setAttribute('aria-label', title.textContent);
-  root.appendChild(title);
-
-  const left = MARGIN.left;
-  const top = MARGIN.top;
-  const innerWidth = width - MARGIN.left - MARGIN.right;
-  const innerHeight = height - MARGIN.top - MARGIN.bottom;
-  root.appendChild(
-    svg('rect', {
-      x: left,
-      y: top,
-      width: innerWidth,
-      height: innerHeight,
-      class: 'jp-himalia-plot-frame'
-    })
-  );
   if (drawn.length === 0) {
-    root.appendChild(
-      text(left + innerWidth / 2, top + innerHeight / 2, 'no finite values', 'middle')
-    );
     return root;
   }
+  const { left, top, width: innerWidth, height: innerHeight } = area;
 
   const xs = drawn.map(p => p.x);
   const ys = drawn.map(p => p.y);

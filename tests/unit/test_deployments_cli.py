@@ -77,7 +77,7 @@ def one_line_error(capsys) -> str:
 
 
 # -- parsing -----------------------------------------------------------------------------------
-def test_status_stays_the_platforms_and_deployments_is_the_deployments_view():
+def test_status_is_the_platforms_and_with_a_name_a_deployments():
     parser = build_parser()
     assert parser.parse_args(["status"]).func is platform_cli.cmd_status
     assert parser.parse_args(["deployments", "churn"]).func is deployments_cli.cmd_deployments
@@ -180,6 +180,10 @@ def test_deployments_is_a_table_one_deployment_its_versions_and_json_for_program
     assert out[1].endswith("/models/churn/predict") and out[3].split()[:3] == ["3", "serving", "90%"]
     assert main(["deployments", "churn", "--json"], env=api) == 0
     assert json.loads(capsys.readouterr().out) == churn
+    # `himalia status NAME` is the same view of one deployment.
+    ScriptedAPI.script[("GET", "deployments/churn")] = [(200, churn)]
+    assert main(["status", "churn"], env=api) == 0
+    assert capsys.readouterr().out.splitlines() == out
 
 
 def test_deploy_keys_are_made_listed_and_revoked(api, capsys):

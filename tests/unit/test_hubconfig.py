@@ -211,3 +211,27 @@ def test_docker_servers_reach_hub_and_api_through_the_host_gateway(tmp_path):
     assert c.Spawner.environment["HIMALIA_API_URL"] == "http://host.docker.internal:8000/services/himalia/"
     k8s = make(tmp_path, backend="kubernetes", server_connect_host="hub.himalia.svc")
     assert k8s.JupyterHub.hub_connect_url == "http://hub.himalia.svc:1111"
+
+
+def test_deployed_models_are_routed_at_models_by_the_deployment_manager(tmp_path):
+    import json
+
+    cfg = HimaliaConfig(state_dir=str(tmp_path), deploy_smoke_timeout=7)
+    runtime = Runtime(hub_port=1, api_port=2, proxy_api_port=3, tracking_port=4, models_port=5)
+    c = build_hub_config(cfg, runtime, as_root=False)
+    services = {s["name"]: s for s in c.JupyterHub.services}
+    manager = services["himalia-models"]
+    assert manager["url"] == "http://127.0.0.1:5"
+    assert c.Proxy.extra_routes == {"/models/": "http://127.0.0.1:5"}
+    settings = json.loads(manager["environment"]["HIMALIA_DEPLOYMENTS"])
+    assert settings["tracking_url"] == "http://127.0.0.1:4/services/mlflow"
+    assert settings["smoke_timeout"] == 7 and settings["socket"] == str(tmp_path / "deployments" / "manager.sock")
+    assert "user" not in manager  # root when the platform is: it starts model servers as their owners
+    api_env = services["himalia"]["environment"]
+    assert api_env["HIMALIA_DEPLOYMENTS_SOCKET"] == settings["socket"]
+    # It mints short-lived tokens of owners for builds and checks callers' tokens.
+    assert roles(c)["himalia-models"]["scopes"] == ["tokens", "read:users"]
+    # Every person's tokens may reach the router; which deployment they may call is its rule.
+    for role in ("user", "scientist", "viewer"):
+        assert "access:services!service=himalia-models" in roles(c)[role]["scopes"]
+    assert c.Spawner.environment["HIMALIA_MODELS_URL"] == "http://127.0.0.1:8000/models/"

@@ -13,7 +13,6 @@ from sqlalchemy.exc import IntegrityError
 from himalia.hub.jobs import service
 from himalia.hub.jobs.models import FAILED, QUEUED, RUNNING, JobRun
 from himalia.hub.jobs.service import BlobStore, JobError, Limits, Snapshot
-from himalia.hub.storage import Database, upgrade
 from himalia.hub.unixusers import same_owner
 
 UTC = timezone.utc
@@ -27,24 +26,9 @@ def notebook(params: str = "n = 3\nrate = 0.5\nlabel = 'x'\nflag = True\nitems =
     return nb
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def db(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/api.sqlite"
-        pg = None
-    else:
-        from himalia_testing import PGDatabase, postgres_available, require_service
-
-        if not postgres_available():
-            require_service("PostgreSQL is not reachable")
-        pg = PGDatabase(f"himalia_jobs_{tmp_path.name[-8:].lower().replace('-', '_')}").create()
-        url = pg.url
-    upgrade(url)
-    database = Database(url)
-    yield database
-    database.close()
-    if pg is not None:
-        pg.drop()
+@pytest.fixture
+def db(api_db):
+    return api_db
 
 
 @pytest.fixture

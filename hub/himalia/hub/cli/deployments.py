@@ -1,8 +1,8 @@
 """``himalia deploy|promote|rollback|undeploy|deployments|logs|deploy-key``: model deployments from
 a terminal, through :class:`himalia.sdk.Deployments`.
 
-Whose token: as for ``himalia jobs`` (see :func:`.jobs.client_from`). ``himalia status`` is the
-platform's own; a deployment's state is ``himalia deployments NAME``.
+Whose token: as for ``himalia jobs`` (see :func:`.jobs.client_from`). ``himalia status NAME``
+(platform.py) shows one deployment as ``himalia deployments NAME`` does.
 """
 
 from __future__ import annotations

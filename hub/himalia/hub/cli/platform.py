@@ -480,7 +480,13 @@ def _probe(url: str, headers: dict | None = None) -> tuple[bool, str]:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    running = Running.load(args.state_dir)
+    if getattr(args, "name", None):
+        # `himalia status NAME`: one deployment (cli/deployments.py).
+        from .deployments import cmd_deployments
+
+        args.json, args.limit = False, 1
+        return cmd_deployments(args)
+    running = Running.load(args.state_dir or ".himalia")
     runtime = running.runtime
     pids = runtime.get("pids") or {}
     local = runtime.get("local_url", "")
@@ -521,6 +527,7 @@ def add_commands(sub) -> None:
     up.add_argument("--backend", choices=["local", "docker", "kubernetes"], help="where servers run")
     up.set_defaults(func=cmd_up)
 
-    status = sub.add_parser("status", help="show the state of each service")
-    status.add_argument("--state-dir", default=".himalia", help="state directory (default ./.himalia)")
+    status = sub.add_parser("status", help="show the state of each service, or of one deployment")
+    status.add_argument("name", nargs="?", help="a deployment: its versions, traffic and health")
+    status.add_argument("--state-dir", default=None, help="state directory (default ./.himalia)")
     status.set_defaults(func=cmd_status)

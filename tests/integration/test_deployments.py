@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import pwd
 import threading
 from collections import Counter
 from pathlib import Path
@@ -261,6 +262,16 @@ def test_predictions_equal_the_models_own_in_every_scoring_format(people, models
     assert v1["lineage"] == {"notebook": "churn.ipynb", "cell_hash": "abc"}
 
 
+def test_model_servers_run_as_the_owner_never_as_root(platform, people, churn):
+    servers = [p for p in platform.processes()
+               if "bentoml" in " ".join(p.cmdline()) and "serve" in " ".join(p.cmdline())]
+    assert servers, "no bentoml serve process under the platform"
+    if os.geteuid() != 0:
+        pytest.skip("started without root: everything runs as the test's own account")
+    owners = {pwd.getpwuid(p.uids().real).pw_name for p in servers}
+    assert owners == {platform.user_prefix + people["alice"].name}
+
+
 def test_bad_input_gets_a_clear_4xx_and_pickle_is_refused(people, churn):
     alice = people["alice"]
     r = alice.predict(churn, {"rows": ROWS})
@@ -489,3 +500,58 @@ def test_restarting_the_platform_brings_live_deployments_back(platform, people, 
     answer = wait_for(serving, 180, interval=0.5, what="the deployment to serve after the restart")
     assert answer.headers["X-Himalia-Version"] == before.headers["X-Himalia-Version"]
     assert answer.json() == before.json()
+
+
+def test_batch_scoring_as_a_job(platform, people, churn, models):
+    """``batch_job`` scores a Parquet file in alice's home as a job run: the run's kernel calls
+    the deployment with alice's run token, chunk by chunk, and records what it scored."""
+    from datetime import datetime, timezone
+
+    import mlflow.pyfunc
+
+    from himalia.sdk import Client, Jobs, batch_job, latest
+
+    alice = people["alice"]
+    # The input goes where the job runner reads alice's files: her Unix account's home (made
+    # when her model was first served), owned by her; without root, the platform's own folder.
+    if os.geteuid() == 0:
+        account = pwd.getpwnam(platform.user_prefix + alice.name)
+        home, owner = Path(account.pw_dir), (account.pw_uid, account.pw_gid)
+    else:
+        home, owner = platform.state_dir / "users" / alice.name, None
+    data = frame(300, seed=7)
+    (home / "scores").mkdir(parents=True, exist_ok=True)
+    data.to_parquet(home / "scores" / "in.parquet", index=False)
+    if owner:
+        for path in (home / "scores", home / "scores" / "in.parquet"):
+            os.chown(path, *owner)
+    serving = alice.ok("GET", f"/deployments/{churn}")["versions"]
+    model_uri = next(v["model_uri"] for v in serving
+                     if v["state"] == "serving" and v["traffic"] == 100)
+    client = Client(platform.url + "/services/himalia/", alice.token)
+    since = datetime.now(timezone.utc)
+
+    started = batch_job(churn, "scores/in.parquet", chunk_size=120, client=client)
+    job = started["job"]
+    assert (job["name"], job["inputs"]) == (f"score-{churn}", ["scores/in.parquet"])
+    done = Jobs(client).wait(started["run"]["id"], timeout=300)
+    assert done["state"] == "succeeded", (done, Jobs(client).logs(done["id"])[-3000:])
+
+    scored = latest(job["name"], "predictions", client=client)
+    assert latest(job["name"], "rows", client=client) == 300
+    pd.testing.assert_frame_equal(scored[COLUMNS], data)
+    own = mlflow.pyfunc.load_model(model_uri).predict(data)
+    assert [int(p) for p in scored["prediction"]] == [int(p) for p in own]
+
+    # The deployment logged the run's three requests (120 + 120 + 60 rows) as alice's.
+    def logged():
+        rows = alice.ok("GET", f"/deployments/{churn}/predictions",
+                        params={"since": since.isoformat(), "limit": 100})["predictions"]
+        return len(rows) >= 3 and rows
+
+    entries = wait_for(logged, 60, what="the job's requests in the prediction log")
+    assert len(entries) == 3
+    assert {(e["caller"], e["status"]) for e in entries} == {(f"user:{alice.name}", 200)}
+    sent = [row for e in sorted(entries, key=lambda e: e["at"])
+            for row in json.loads(e["inputs"])["dataframe_split"]["data"]]
+    np.testing.assert_allclose(sent, data.to_numpy(), rtol=0, atol=1e-14)

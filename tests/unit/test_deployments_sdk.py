@@ -17,9 +17,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from himalia.sdk import Client, Deployments, HimaliaError, batch_predict
-from himalia.sdk.deployments import (DeploymentFailed, deploy_lineage, is_model_uri,
-                                     models_base_url, scoring_body)
+from himalia.sdk import Client, Deployments, HimaliaError, batch_job, batch_predict
+from himalia.sdk.deployments import (DeploymentFailed, batch_job_name, batch_notebook,
+                                     deploy_lineage, is_model_uri, models_base_url,
+                                     scoring_body)
 
 API = "/services/himalia/api/v1/"
 PARQUET = "application/vnd.apache.parquet"
@@ -319,3 +320,100 @@ def test_nothing_to_score_gives_the_columns_and_a_bad_chunk_size_is_refused(mode
     assert list(pd.read_parquet(out).columns) == ["x1", "x2", "prediction"]
     with pytest.raises(ValueError, match="chunk_size"):
         batch_predict(model_uri, empty, chunk_size=0)
+
+
+# -- batch_job ---------------------------------------------------------------------------------
+def scored_job(number: int = 7, **fields) -> dict:
+    return {"id": number, "name": "score-churn", "owner": "ada", "version": 1, "schedule": None,
+            "timezone": "UTC", "inputs": ["scores/in.parquet"], **fields}
+
+
+def test_batch_jobs_are_named_after_the_deployment_or_the_model_uri_as_the_platform_allows():
+    from himalia.hub.jobs.service import check_name
+
+    uris = {"churn": "score-churn", "models:/churn/3": "score-churn-3",
+            "models:/churn@champion": "score-churn-champion",
+            "runs:/0123abcd/model": "score-0123abcd-model",
+            "s3://bucket/a b/model": "score-bucket-a-b-model"}
+    for ref, name in uris.items():
+        assert batch_job_name(ref) == name and check_name(name) == name
+    long_ones = [batch_job_name("file:///" + "m" * 200 + suffix) for suffix in ("/a", "/b")]
+    assert len(set(long_ones)) == 2 and all(len(n) == 100 and check_name(n) for n in long_ones)
+
+
+def test_the_batch_notebook_takes_typed_parameters_then_scores_and_records():
+    from himalia.hub.jobs.service import notebook_parameters, read_notebook
+
+    nb = read_notebook(batch_notebook("churn", "scores/in.parquet", 500, "scored"), max_bytes=10**6)
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1 and tagged[0].cell_type == "code"
+    assert notebook_parameters(nb) == {
+        "model": {"type": "str", "default": "churn", "help": ""},
+        "input_path": {"type": "str", "default": "scores/in.parquet", "help": ""},
+        "chunk_size": {"type": "int", "default": 500, "help": ""},
+        "record_as": {"type": "str", "default": "scored", "help": ""}}
+    code = nb.cells[-1].source
+    assert 'batch_predict(model, input_path, output="predictions.parquet", chunk_size=chunk_size)' in code
+    assert "record(record_as, scored)" in code and 'record("rows", len(scored))' in code
+    assert nb.metadata.kernelspec.language == "python"
+
+
+def test_the_batch_notebook_scores_its_input_and_records_it_as_a_kernel_would(
+        model_uri, tmp_path, monkeypatch):
+    import himalia.sdk
+
+    monkeypatch.chdir(tmp_path)  # a run's folder: the input at its path relative to the home
+    (tmp_path / "scores").mkdir()
+    data = features(120)
+    data.to_parquet(tmp_path / "scores" / "in.parquet", index=False)
+    recorded = {}
+    monkeypatch.setattr(himalia.sdk, "record", lambda name, value: recorded.__setitem__(name, value))
+    nb = batch_notebook(model_uri, "scores/in.parquet", chunk_size=50)
+    namespace: dict = {}
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            exec("".join(cell["source"]), namespace)
+    assert set(recorded) == {"predictions", "rows"} and recorded["rows"] == 120
+    np.testing.assert_allclose(recorded["predictions"]["prediction"],
+                               mlflow.pyfunc.load_model(model_uri).predict(data))
+    assert pq.ParquetFile(tmp_path / "predictions.parquet").metadata.num_row_groups == 3
+
+
+def test_batch_job_creates_the_job_with_its_input_and_runs_it_now(platform):
+    StandIn.script.update({("POST", "jobs"): [(201, scored_job())],
+                           ("POST", "jobs/7/runs"): [(201, {"id": 31, "state": "queued"})]})
+    answer = batch_job("churn", "scores/in.parquet", chunk_size=500, client=platform.client)
+    assert answer == {"job": scored_job(), "run": {"id": 31, "state": "queued"}}
+    (method, path, _, body, auth), run = StandIn.seen
+    assert (method, path, auth) == ("POST", "jobs", "token user-token")
+    assert body == {"name": "score-churn", "inputs": ["scores/in.parquet"],
+                    "notebook": batch_notebook("churn", "scores/in.parquet", 500)}
+    assert run[:2] == ("POST", "jobs/7/runs") and run[3] == {"parameters": {}}
+
+
+def test_an_existing_job_is_updated_and_a_scheduled_one_is_not_run_now(platform):
+    StandIn.script.update({
+        ("POST", "jobs"): [(409, {"status": 409,
+                                  "message": "name: you already have a job named 'nightly'"})],
+        ("PATCH", "jobs/nightly"): [(200, scored_job(name="nightly", version=2,
+                                                     schedule="0 2 * * *"))]})
+    answer = batch_job("models:/churn/3", "in.parquet", job="nightly", schedule="0 2 * * *",
+                       timezone="Europe/Paris", client=platform.client)
+    assert answer == {"job": scored_job(name="nightly", version=2, schedule="0 2 * * *")}
+    assert [(m, p) for m, p, *_ in StandIn.seen] == [("POST", "jobs"), ("PATCH", "jobs/nightly")]
+    assert StandIn.seen[1][3] == {"notebook": batch_notebook("models:/churn/3", "in.parquet"),
+                                  "inputs": ["in.parquet"], "schedule": "0 2 * * *",
+                                  "timezone": "Europe/Paris"}
+
+
+def test_batch_job_refuses_bad_arguments_at_once_and_passes_on_the_platforms_refusal(platform):
+    for kwargs, words in [({"chunk_size": 0}, "chunk_size"), ({"record_as": "rows"}, "record_as"),
+                          ({"record_as": "2 tables"}, "record_as"), ({"job": "bad name!"}, "job"),
+                          ({"job": "123"}, "job")]:
+        with pytest.raises(ValueError, match=words):
+            batch_job("churn", "in.parquet", client=platform.client, **kwargs)
+    assert StandIn.seen == []
+    StandIn.script[("POST", "jobs")] = [(422, {"status": 422, "message": "inputs.0: no such file"})]
+    with pytest.raises(HimaliaError, match="inputs.0: no such file") as refused:
+        batch_job("churn", "missing.parquet", client=platform.client)
+    assert refused.value.status == 422 and len(StandIn.seen) == 1

@@ -109,3 +109,34 @@ def kill_leftovers(pids_dir: Path) -> int:
             pass
         pidfile.unlink(missing_ok=True)
     return killed
+
+
+def keep_running(argv: list[str], what: str) -> int:
+    """Run ``argv`` and start it again at once whenever it exits (the hub notices a dead service
+    only every 30 s), pausing longer each time it keeps failing by itself at start; SIGTERM or
+    SIGINT ends it and the child. For services that must not stay down (job runner, deployment
+    manager); the child gets a parent-death signal."""
+    stopping = False
+    child: subprocess.Popen | None = None
+
+    def stop(signum, frame):
+        nonlocal stopping
+        stopping = True
+        if child is not None and child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    quick_failures = 0
+    while not stopping:
+        started = time.monotonic()
+        child = subprocess.Popen(argv, preexec_fn=die_with_parent)
+        code = child.wait()
+        if stopping:
+            return 0
+        failed_itself = code > 0 and time.monotonic() - started < 10
+        quick_failures = quick_failures + 1 if failed_itself else 0
+        log.error("%s exited with status %s; restarting it", what, code)
+        if quick_failures > 1:
+            time.sleep(min(2 ** quick_failures, 60))
+    return 0

@@ -1,7 +1,8 @@
 """Python client of the himalia platform API, used by the magics, the CLI and the Lab extension."""
 
 from .client import Client, HimaliaError
-from .deployments import Deployments, batch_predict
+from .deployments import Deployments, batch_job, batch_predict
 from .jobs import Jobs, latest, record
 
-__all__ = ["Client", "Deployments", "HimaliaError", "Jobs", "batch_predict", "latest", "record"]
+__all__ = ["Client", "Deployments", "HimaliaError", "Jobs", "batch_job", "batch_predict", "latest",
+           "record"]

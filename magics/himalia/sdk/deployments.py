@@ -3,7 +3,8 @@ call it, and read what it predicted.
 
 The platform API (``/api/v1/deployments``) manages deployments; the models themselves answer
 through the hub's proxy at ``<hub>/models/<name>/``. :func:`batch_predict` scores a DataFrame or
-a Parquet file in chunks, either with a deployment or with an MLflow model loaded locally.
+a Parquet file in chunks, either with a deployment or with an MLflow model loaded locally;
+:func:`batch_job` does the same as a platform job, now or on a schedule.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any, Callable, Iterator, Mapping
 import httpx
 
 from .client import Client, HimaliaError, _raise_for
-from .jobs import current_run
+from .jobs import Jobs, current_run
 from .lineage import notebook_path, sha256
 
 #: States after which a version no longer changes by itself.
@@ -74,8 +75,9 @@ def scoring_body(data) -> dict:
             raise TypeError(f"predict takes a DataFrame or a dict with one of {', '.join(SCORING_KEYS)}")
         return dict(data)
     if hasattr(data, "to_json"):
+        # Full precision: pandas rounds floats to 10 digits by default.
         return {"dataframe_split": json.loads(data.to_json(orient="split", index=False,
-                                                           date_format="iso"))}
+                                                           date_format="iso", double_precision=15))}
     raise TypeError(f"predict takes a pandas DataFrame or a scoring dict, not {type(data).__name__}")
 
 
@@ -293,3 +295,102 @@ def _empty(data):
 
         data = pq.read_schema(data).empty_table().to_pandas()
     return data.assign(prediction=[None] * len(data)).astype({"prediction": object})
+
+
+# -- batch scoring as a job ----------------------------------------------------------------------
+
+#: The job name rule of the platform (``himalia.hub.jobs.service.NAME``) and of recorded values.
+_JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+_VALUE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$")
+_SCORING_CODE = '''\
+import pandas
+from himalia.sdk import batch_predict, record
+
+batch_predict(model, input_path, output="predictions.parquet", chunk_size=chunk_size)
+scored = pandas.read_parquet("predictions.parquet")
+record(record_as, scored)
+record("rows", len(scored))
+scored.head()'''
+
+
+def batch_job_name(name_or_model_uri: str) -> str:
+    """The default job name of :func:`batch_job`: ``score-<deployment>``, or for a model URI a
+    name made of its path (``models:/churn/3`` -> ``score-churn-3``) that the platform accepts."""
+    ref = str(name_or_model_uri)
+    if is_model_uri(ref):
+        ref = re.sub(r"^[A-Za-z][A-Za-z0-9+.-]*:/*", "", ref)
+    slug = re.sub(r"[^A-Za-z0-9_.]+", "-", ref).strip("-_.")
+    name = f"score-{slug}".rstrip("-")
+    if len(name) > 100:
+        # Two long URIs sharing their first characters still get two jobs.
+        digest = sha256(str(name_or_model_uri))[:8]
+        name = f"{name[:91].rstrip('-_.')}-{digest}"
+    return name
+
+
+def batch_notebook(model: str, input_path: str, chunk_size: int = 10_000,
+                   record_as: str = "predictions") -> dict:
+    """The notebook a :func:`batch_job` runs, as JSON (the same for the same arguments): a cell
+    tagged ``parameters`` (``model``, ``input_path``, ``chunk_size``, ``record_as``) and a cell
+    that scores ``input_path`` with :func:`batch_predict` and records the scored table as
+    ``record_as`` and its row count as ``rows``."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    parameters = nbformat.v4.new_code_cell(
+        f"model = {str(model)!r}\ninput_path = {str(input_path)!r}\n"
+        f"chunk_size = {int(chunk_size)!r}\nrecord_as = {str(record_as)!r}", id="parameters")
+    parameters.metadata["tags"] = ["parameters"]
+    nb.cells = [
+        nbformat.v4.new_markdown_cell(
+            "# Batch scoring\n\nScores the Parquet file `input_path` (a copy of it is in the run's "
+            "folder) with `model`, a deployment or an MLflow model URI, `chunk_size` rows at a "
+            "time; records the scored rows as `record_as` and their number as `rows`. Made by "
+            "`himalia.sdk.batch_job`.", id="about"),
+        parameters,
+        nbformat.v4.new_code_cell(_SCORING_CODE, id="score"),
+    ]
+    nb.metadata["kernelspec"] = {"name": "himalia", "display_name": "Python 3 (himalia)",
+                                 "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    return json.loads(nbformat.writes(nb))
+
+
+def batch_job(name_or_model_uri: str, input_path: str, *, job: str | None = None,
+              chunk_size: int = 10_000, schedule: str | None = None, timezone: str = "UTC",
+              record_as: str = "predictions", client: Client | None = None) -> dict:
+    """Batch scoring as a platform job: score the Parquet file ``input_path`` (relative to your
+    home folder) with the deployment or model URI ``name_or_model_uri``, as you, whether or not
+    your server runs.
+
+    The job (``job``, default :func:`batch_job_name`) snapshots the file and runs a notebook
+    (:func:`batch_notebook`) that records the scored rows as ``record_as`` (a DataFrame:
+    read it with :func:`himalia.sdk.latest`) and their number as ``rows``. A job of that name is
+    updated to this model and file (a new version; its schedule is kept unless ``schedule`` is
+    given). With a cron ``schedule`` (in ``timezone``) returns ``{"job": job}``; without one it
+    also starts a run now and returns ``{"job": job, "run": run}``: follow it with
+    :meth:`Jobs.wait <himalia.sdk.Jobs.wait>`.
+    """
+    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive number of rows, not {chunk_size!r}")
+    if not _VALUE_NAME.match(str(record_as)) or record_as == "rows":
+        raise ValueError(f"record_as must be a value name (a letter or _, then letters, digits, "
+                         f"'_', '.', '-'), other than 'rows', not {record_as!r}")
+    name = job or batch_job_name(name_or_model_uri)
+    if not _JOB_NAME.match(name) or name.isdigit():
+        raise ValueError(f"job must be 1-100 letters, digits, '_', '.', '-', starting with a "
+                         f"letter or digit, not only digits, not {name!r}")
+    jobs = Jobs(client)
+    notebook = batch_notebook(name_or_model_uri, input_path, chunk_size, record_as)
+    fields: dict[str, Any] = {"inputs": [str(input_path)]}
+    if schedule is not None:
+        fields.update(schedule=schedule, timezone=timezone)
+    try:
+        made = jobs.create(name, notebook=notebook, **fields)
+    except HimaliaError as e:
+        if e.status != 409:  # 409: you already have a job of that name
+            raise
+        made = jobs.update(name, notebook=notebook, **fields)
+    if schedule is not None:
+        return {"job": made}
+    return {"job": made, "run": jobs.run(made["id"])}

@@ -42,7 +42,7 @@ from jupyterhub.services.auth import HubAuth
 from ..cli.common import free_port
 from ..owners import Account, Owners
 from ..storage import Database
-from ..supervisor import die_with_parent, forget, kill_leftovers, signal_group
+from ..supervisor import die_with_parent, forget, keep_running, kill_leftovers, signal_group
 from ..unixusers import AccountError
 from . import service
 from .build import CUSTOM_PREDICT_PATH, GENERIC_PREDICT_PATH, RESULT_MARKER
@@ -55,6 +55,9 @@ SERVICE = "himalia-models"
 BUILD_TOKEN_SCOPES = ["access:services!service=mlflow", "read:users:name!user",
                       "read:users:groups!user", "read:roles:users!user"]
 LOG_TAIL_LINES = 12
+#: A serving version whose processes cannot be started again (after a restart) is tried again
+#: this long after; it keeps its traffic share meanwhile, and its route answers 503.
+RESTORE_RETRY_SECONDS = 30
 
 
 class VersionFailed(Exception):
@@ -132,6 +135,8 @@ class Manager:
         self.pids_dir = self.root / "pids"
         self._lock = asyncio.Lock()
         self._tokens: dict[str, tuple[float, str]] = {}
+        #: version id -> monotonic time before which a failed restore is not tried again
+        self._retry_at: dict[int, float] = {}
         self.http: httpx.AsyncClient | None = None
         self.owners: Owners | None = None
         self.auth = HubAuth(cache_max_age=10)
@@ -203,7 +208,11 @@ class Manager:
             routes: dict[str, Route] = {}
             for d, v in rows:
                 wanted.add(v.id)
+                route = routes.setdefault(d.name, Route(d.id, d.name, d.owner,
+                                                        frozenset(d.shared_with or []), []))
                 live = self.live.get(v.id)
+                if live is None and self._retry_at.get(v.id, 0) > time.monotonic():
+                    continue
                 if live is None:
                     custom = bool(v.service_code and service.service_class(v.service_code))
                     target = Target(v.id, v.version,
@@ -213,8 +222,6 @@ class Manager:
                                 bento_tag=v.bento_tag)
                     self.live[v.id] = live
                     live.task = self._spawn(self.bring_up(live, v.state))
-                route = routes.setdefault(d.name, Route(d.id, d.name, d.owner,
-                                                        frozenset(d.shared_with or []), []))
                 if v.state == SERVING:
                     route.targets.append((live.target, v.traffic))
             self.router.routes = routes
@@ -263,9 +270,16 @@ class Manager:
             raise
         except (VersionFailed, AccountError, httpx.HTTPError, OSError) as e:
             reason = str(e) if isinstance(e, VersionFailed) else f"{type(e).__name__}: {e}"
-            log.warning("%s version %s failed: %s", live.deployment, live.version, reason)
-            await asyncio.to_thread(self._write, service.mark_failed, live.id, reason)
             await self.stop_processes(live)
+            if state == SERVING:
+                # It served before the platform restarted: not a bad version, so try again.
+                log.warning("%s version %s could not be restarted (%s); trying again in %s s",
+                            live.deployment, live.version, reason, RESTORE_RETRY_SECONDS)
+                self._retry_at[live.id] = time.monotonic() + RESTORE_RETRY_SECONDS
+                self.live.pop(live.id, None)
+            else:
+                log.warning("%s version %s failed: %s", live.deployment, live.version, reason)
+                await asyncio.to_thread(self._write, service.mark_failed, live.id, reason)
             self.wakeup.set()
 
     def _prepare_folder(self, live: Live, account: Account) -> tuple[Path, Path]:
@@ -608,39 +622,12 @@ class Manager:
             writer.close()
 
 
-def supervise() -> int:
-    """Keep one manager going: restart it at once when it is killed."""
-    stopping = False
-    child: subprocess.Popen | None = None
-
-    def stop(signum, frame):
-        nonlocal stopping
-        stopping = True
-        if child is not None and child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    quick_failures = 0
-    while not stopping:
-        started = time.monotonic()
-        child = subprocess.Popen([sys.executable, "-m", "himalia.hub.deployments.manager",
-                                  "--supervised"], preexec_fn=die_with_parent)
-        code = child.wait()
-        if stopping:
-            return 0
-        quick_failures = quick_failures + 1 if code > 0 and time.monotonic() - started < 10 else 0
-        log.error("the deployment manager exited with status %s; restarting it", code)
-        if quick_failures > 1:
-            time.sleep(min(2 ** quick_failures, 60))
-    return 0
-
-
 def main() -> None:
     logging.basicConfig(level=os.environ.get("HIMALIA_LOG_LEVEL", "INFO").upper(),
                         format="[%(asctime)s %(name)s %(levelname)s] %(message)s")
     if "--supervised" not in sys.argv[1:]:
-        sys.exit(supervise())
+        sys.exit(keep_running([sys.executable, "-m", "himalia.hub.deployments.manager", "--supervised"],
+                              "the deployment manager"))
     config = ManagerConfig(**json.loads(os.environ["HIMALIA_DEPLOYMENTS"]))
     port = urlparse(os.environ["JUPYTERHUB_SERVICE_URL"]).port
     manager = Manager(config, os.environ["JUPYTERHUB_API_URL"], os.environ["JUPYTERHUB_API_TOKEN"], port)

@@ -40,7 +40,7 @@ from sqlalchemy import select
 from ..profiles import ProfileError, local_overrides, parse_profiles
 from ..owners import Account, Owners
 from ..storage import Database
-from ..supervisor import die_with_parent, kill_leftovers
+from ..supervisor import keep_running, kill_leftovers
 from ..unixusers import AccountError
 from ..userenv import user_environment
 from . import service
@@ -602,42 +602,12 @@ def send_email(smtp: dict, to: list[str], message: dict) -> None:
         client.send_message(mail)
 
 
-def supervise() -> int:
-    """Keep one runner process going: restart it at once when it is killed (the hub notices a
-    dead service only every 30 s), with a growing pause if it keeps failing by itself at start."""
-
-    stopping = False
-    child: subprocess.Popen | None = None
-
-    def stop(signum, frame):
-        nonlocal stopping
-        stopping = True
-        if child is not None and child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    quick_failures = 0
-    while not stopping:
-        started = time.monotonic()
-        child = subprocess.Popen([sys.executable, "-m", "himalia.hub.jobs.runner", "--supervised"],
-                                 preexec_fn=die_with_parent)
-        code = child.wait()
-        if stopping:
-            return 0
-        failed_itself = code > 0 and time.monotonic() - started < 10
-        quick_failures = quick_failures + 1 if failed_itself else 0
-        log.error("the job runner exited with status %s; restarting it", code)
-        if quick_failures > 1:
-            time.sleep(min(2 ** quick_failures, 60))
-    return 0
-
-
 def main() -> None:
     logging.basicConfig(level=os.environ.get("HIMALIA_LOG_LEVEL", "INFO").upper(),
                         format="[%(asctime)s %(name)s %(levelname)s] %(message)s")
     if "--supervised" not in sys.argv[1:]:
-        sys.exit(supervise())
+        sys.exit(keep_running([sys.executable, "-m", "himalia.hub.jobs.runner", "--supervised"],
+                              "the job runner"))
     config = RunnerConfig(**json.loads(os.environ["HIMALIA_JOBS_RUNNER"]))
     runner = Runner(config, os.environ["JUPYTERHUB_API_URL"], os.environ["JUPYTERHUB_API_TOKEN"])
     asyncio.run(runner.main())

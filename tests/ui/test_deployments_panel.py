@@ -1,43 +1,86 @@
-"""The Deployments panel, and the Runs panel's "Deploy…", in a real JupyterLab driven in headless
-Chromium with Playwright.
+"""The Runs panel's "Deploy…" and the Deployments panel in a real JupyterLab, against the real
+platform.
 
-Real: JupyterLab with the himalia labextension installed in the environment, its server extension
-(``/himalia/deployments*``) and the ``himalia.sdk.Client`` it calls the platform with, and, for
-"Deploy…", a plain MLflow tracking server holding one of ada's runs. Fake: the platform API's
-deployments routes, answered from memory by ``fake_platform.FakeDeploymentsAPI`` in this process
-(no BentoML build, nothing served; its metrics are made up from each version's traffic), so the
-test sees each request arrive and can change a deployment as the platform would. Everything runs
-on 127.0.0.1 on free ports, in its own process group, every directory temporary.
+``himalia up`` runs once for the module: its deployment manager builds each version of an MLflow
+model into a bento and serves it with ``bentoml serve`` behind the hub at ``/models/<name>/``.
+A scientist logs real scikit-learn models to the platform's MLflow. JupyterLab runs standalone
+with the environment the hub gives a server it spawns: its server extension calls the platform
+API with the scientist's token, and the Runs panel reads the platform's MLflow with it. Headless
+Chromium drives JupyterLab; every process runs in its own process group on a free port, every
+directory temporary. Nothing is faked: predictions, latencies and API keys are the platform's.
 """
 
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
-from himalia_testing import OFFLINE_LAB, jupyter_app
+import requests
+from himalia_testing import OFFLINE_LAB, Platform, jupyter_app
 from jupyter_core.paths import jupyter_path
 from playwright.sync_api import Locator, Page, expect
-from ui.fake_platform import FakeDeploymentsAPI
-from unit.test_tracking_handlers import MlflowServer, mlflow_tracking_server
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
 
-TOKEN = "token-of-ada-s-server"
+API = "/services/himalia/api/v1"
 PANEL = "#himalia-deployments"
-FAILURE = "bentoml build: No module named 'sklearn' (add it to the model's requirements)"
-#: The fake API makes up a point a minute for the last 30 minutes, for each version with traffic.
-MINUTES = 30
+RUNS = "#himalia-runs"
+#: Deployed from the Runs panel; its second version is deployed as a canary.
+CHURN = "churn"
+CANARY_PERCENT = 20
+#: A colleague's deployment, shared with the scientist; its only version cannot start.
+FRAUD = "fraud"
+BROKEN_SERVICE = ("def preprocess(frame):\n    return frame\n\n"
+                  "raise RuntimeError('broken on purpose')\n")
+COLUMNS = ["a", "b"]
+ROWS = [[0.9, 0.1], [0.1, 0.9], [0.6, 0.5]]
+PREDICTIONS = 5
+#: Building a version and starting it takes a while on a small machine.
+SERVING_MS = 240_000
+#: The panel asks the platform again every 5 s while it is shown.
+REFRESH_MS = 15_000
 
 
 @dataclass
-class Lab:
-    url: str
-    run_id: str
+class Person:
+    """Someone with a platform role and a hub token of theirs."""
+
+    platform: Platform
+    name: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"token {self.token}"}
+
+    def call(self, method: str, path: str, **kwargs) -> requests.Response:
+        """The platform API, as this person."""
+        return requests.request(method, f"{self.platform.url}{API}{path}", headers=self.headers,
+                                timeout=60, **kwargs)
+
+    def deploy(self, **fields) -> dict:
+        r = self.call("POST", "/deployments", json=fields)
+        assert r.status_code == 202, r.text
+        return r.json()["version"]
+
+
+@dataclass
+class Models:
+    """The scientist's two runs, each with a scikit-learn model at ``model``."""
+
+    baseline_run: str
+    retrained_run: str
+
+
+def predict(platform: Platform, name: str, headers: dict[str, str]) -> requests.Response:
+    """One request to the deployment's endpoint, through the hub, as a program sends it."""
+    return requests.post(f"{platform.url}/models/{name}/predict", headers=headers, timeout=60,
+                         json={"dataframe_split": {"columns": COLUMNS, "data": ROWS}})
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -48,57 +91,101 @@ def lab_prerequisites() -> None:
 
 
 @pytest.fixture(scope="module")
-def api() -> Iterator[FakeDeploymentsAPI]:
-    with FakeDeploymentsAPI(TOKEN) as api:
-        yield api
+def platform(proxy_bin: Path) -> Iterator[Platform]:
+    p = Platform(None, proxy_bin)
+    p.write_config(deploy_smoke_timeout=8, deploy_start_timeout=120)
+    try:
+        p.start(timeout=180)
+        yield p
+    finally:
+        p.close()
+
+
+def person(platform: Platform, name: str) -> Person:
+    assert platform.api("POST", f"/users/{name}").status_code == 201
+    platform.set_role(name, "scientist")
+    r = platform.api("POST", f"/users/{name}/tokens", json={"note": "Deployments panel tests"})
+    assert r.status_code == 201, r.text
+    return Person(platform, name, r.json()["token"])
 
 
 @pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    with mlflow_tracking_server(tmp_path_factory.mktemp("mlflow")) as server:
-        yield server
+def scientist(platform: Platform, unique_name_module) -> Person:
+    return person(platform, unique_name_module("dp"))
 
 
 @pytest.fixture(scope="module")
-def lab(api: FakeDeploymentsAPI, mlflow_server: MlflowServer,
-        tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    """JupyterLab as the hub starts it for ada, its platform client pointed at the fake API;
-    one finished run of ada's in MLflow."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(mlflow_server.url)
-    experiment = client.create_experiment("users/ada")
-    run_id = client.create_run(experiment, run_name="Churn baseline",
-                               tags={"himalia.user": "ada"}).info.run_id
-    client.set_terminated(run_id)
-
-    config = OFFLINE_LAB + (
-        "from himalia.sdk import Client\n"
-        f"c.HimaliaExtensionApp.client_factory = lambda: Client({api.url!r}, {TOKEN!r})\n")
-    env = {"MLFLOW_TRACKING_URI": mlflow_server.url, "JUPYTERHUB_USER": "ada",
-           "MLFLOW_EXPERIMENT_NAME": "users/ada", "MLFLOW_DISABLE_TELEMETRY": "true"}
-    with jupyter_app(tmp_path_factory.mktemp("lab"), "jupyterlab", config, env) as app:
-        yield Lab(f"{app.url}lab?token={app.token}", run_id)
+def colleague(platform: Platform, unique_name_module) -> Person:
+    return person(platform, unique_name_module("dc"))
 
 
-@pytest.fixture(autouse=True)
-def deployments(api: FakeDeploymentsAPI) -> None:
-    """``churn``: version 2, a canary with 20% of the traffic, beside version 1; ``fraud``:
-    one version that failed to build."""
-    api.reset()
-    api.add("churn", [
-        {"version": 2, "traffic": 20, "model_uri": "runs:/c2c2/model", "bento_tag": "churn:v2"},
-        {"version": 1, "traffic": 80, "model_uri": "runs:/c1c1/model"},
-    ])
-    api.add("fraud", [{"version": 1, "state": "failed", "reason": FAILURE}])
+def log_sklearn(mlflow, run_name: str, flip: bool = False) -> str:
+    """A logistic regression, logged as the notebooks log one; its run's id."""
+    from mlflow.models import infer_signature
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"a": rng.random(200), "b": rng.random(200)})
+    y = (X.a > X.b).astype(int)
+    model = LogisticRegression().fit(X, 1 - y if flip else y)
+    with mlflow.start_run(run_name=run_name) as run:
+        mlflow.sklearn.log_model(model, name="model", input_example=X.head(3),
+                                 signature=infer_signature(X, model.predict(X)),
+                                 pip_requirements=["scikit-learn"])
+    return run.info.run_id
 
 
-def open_panel(page: Page, lab: Lab) -> Locator:
-    page.goto(f"{lab.url}&reset")
-    page.locator(f'.jp-SideBar .lm-TabBar-tab[data-id="{PANEL[1:]}"]').click(timeout=60_000)
-    panel = page.locator(PANEL)
-    expect(panel).to_be_visible()
-    return panel
+@pytest.fixture(scope="module")
+def models(platform: Platform, scientist: Person) -> Iterator[Models]:
+    """Two runs of the scientist's in their own experiment of the platform's MLflow, logged by
+    the MLflow client in this process with the scientist's token."""
+    import mlflow
+
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MLFLOW_TRACKING_URI", f"{platform.url}/services/mlflow")
+        env.setenv("MLFLOW_TRACKING_TOKEN", scientist.token)
+        env.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+        mlflow.set_tracking_uri(f"{platform.url}/services/mlflow")
+        mlflow.set_experiment(f"users/{scientist.name}")
+        yield Models(baseline_run=log_sklearn(mlflow, "Churn baseline"),
+                     retrained_run=log_sklearn(mlflow, "Churn retrained", flip=True))
+        mlflow.set_tracking_uri("")
+
+
+@pytest.fixture(scope="module")
+def colleagues_deployment(colleague: Person, scientist: Person, models: Models) -> str:
+    """``fraud``: the colleague's, shared with the scientist; its version's service code raises
+    when ``bentoml serve`` imports it. Deployed, not waited for: it fails while the Lab starts."""
+    colleague.deploy(name=FRAUD, model_uri=f"runs:/{models.baseline_run}/model",
+                     service_code=BROKEN_SERVICE, shared_with=[scientist.name])
+    return FRAUD
+
+
+@pytest.fixture(scope="module")
+def lab(platform: Platform, scientist: Person, tmp_path_factory: pytest.TempPathFactory
+        ) -> Iterator[str]:
+    """JupyterLab with the environment the hub gives the scientist's server: the platform API
+    and MLflow, both with the scientist's token; yields the ``/lab?token=`` URL."""
+    env = {
+        "HIMALIA_API_URL": f"{platform.url}/services/himalia/",
+        "JUPYTERHUB_API_TOKEN": scientist.token,
+        "JUPYTERHUB_USER": scientist.name,
+        "MLFLOW_TRACKING_URI": f"{platform.url}/services/mlflow",
+        "MLFLOW_TRACKING_TOKEN": scientist.token,
+        "MLFLOW_EXPERIMENT_NAME": f"users/{scientist.name}",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+    }
+    with jupyter_app(tmp_path_factory.mktemp("lab"), "jupyterlab", OFFLINE_LAB, env) as app:
+        yield f"{app.url}lab?token={app.token}"
+
+
+def open_sidebar(page: Page, lab: str, panel: str) -> Locator:
+    """Load JupyterLab (its layout reset) and show a sidebar panel."""
+    page.goto(f"{lab}&reset")
+    page.locator(f'.jp-SideBar .lm-TabBar-tab[data-id="{panel[1:]}"]').click(timeout=60_000)
+    shown = page.locator(panel)
+    expect(shown).to_be_visible()
+    return shown
 
 
 def select(panel: Locator, name: str) -> Locator:
@@ -116,83 +203,120 @@ def confirm(page: Page, button: str) -> None:
     expect(dialog).to_have_count(0)
 
 
-def arrived(api: FakeDeploymentsAPI, method: str, path: str, count: int = 1,
-            timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while len(api.calls(method, path)) < count:
-        assert time.monotonic() < deadline, f"{method} {path} did not reach the platform"
-        time.sleep(0.1)
-
-
-def test_a_canary_is_shown_with_its_traffic_and_latency_then_promoted(
-    page: Page, lab: Lab, api: FakeDeploymentsAPI, tmp_path: Path
+def test_a_run_deployed_from_the_runs_panel_serves_then_is_canaried_keyed_and_rolled_back(
+    colleagues_deployment: str, page: Page, lab: str, platform: Platform, scientist: Person,
+    colleague: Person, models: Models, tmp_path: Path
 ) -> None:
-    panel = open_panel(page, lab)
-    rows = panel.locator(".jp-himalia-deployment")
-    expect(rows).to_have_count(2)
-    expect(rows.filter(has_text="churn").locator(".jp-himalia-deployment-health")).to_have_text(
-        "serving")
+    runs = open_sidebar(page, lab, RUNS)
+    runs.get_by_role("button", name="All of mine").click()
+    run = runs.locator(f'.jp-himalia-run[data-run-id="{models.baseline_run}"]')
 
-    view = select(panel, "churn")
+    run.get_by_role("button", name="Deploy…").click()
 
-    versions = view.locator(".jp-himalia-version")
-    expect(versions).to_have_count(2)
-    canary = view.locator('.jp-himalia-version[data-version="2"]')
-    expect(canary).to_have_attribute("data-state", "serving")
-    expect(canary.locator(".jp-himalia-version-traffic")).to_have_text("20%")
-    expect(canary.locator(".jp-himalia-version-model")).to_have_text("runs:/c2c2/model")
-    shares = view.locator(".jp-himalia-traffic-share")
-    expect(shares).to_have_text(["v1 80%", "v2 20%"])
-    old_width = shares.nth(0).bounding_box()["width"]
-    new_width = shares.nth(1).bounding_box()["width"]
-    assert old_width == pytest.approx(4 * new_width, rel=0.1)
+    dialog = page.locator(".jp-Dialog")
+    name = dialog.get_by_label("Deployment name")
+    expect(name).to_have_value("churn-baseline")
+    expect(dialog).to_contain_text(f"runs:/{models.baseline_run}/model")
+    # A name that cannot be one brings the form back, saying why, before anything is sent.
+    name.fill("Churn baseline")
+    dialog.get_by_role("button", name="Deploy", exact=True).click()
+    expect(dialog.locator(".jp-himalia-deploy-error")).to_contain_text("Deployment name:")
+    # A name the platform refuses (a colleague's deployment has it): the platform's message.
+    dialog.get_by_label("Deployment name").fill(colleagues_deployment)
+    dialog.get_by_role("button", name="Deploy", exact=True).click()
+    expect(dialog.locator(".jp-himalia-deploy-error")).to_have_text(
+        f"The name '{FRAUD}' is taken by {colleague.name}'s deployment; choose another.")
+    listed = scientist.call("GET", "/deployments").json()["deployments"]
+    assert [d["name"] for d in listed] == [FRAUD]
 
-    # Requests and p50/p95 latency per minute: one curve per version and measure.
+    dialog.get_by_label("Deployment name").fill(CHURN)
+    expect(dialog.get_by_label("Canary %")).to_have_value("0")
+    dialog.get_by_role("button", name="Deploy", exact=True).click()
+
+    expect(dialog).to_have_count(0)
+    panel = page.locator(PANEL)
+    expect(panel).to_be_visible()
+    row = panel.locator(f'.jp-himalia-deployment[data-name="{CHURN}"]')
+    expect(row).to_have_class(re.compile(r"\bjp-mod-selected\b"))
+    view = panel.locator(f'.jp-himalia-deployment-view[data-name="{CHURN}"]')
+    v1 = view.locator('.jp-himalia-version[data-version="1"]')
+    expect(v1.locator(".jp-himalia-version-model")).to_have_text(
+        f"runs:/{models.baseline_run}/model")
+    # Built, started, checked, then given the traffic: the panel follows it on its own.
+    expect(v1).to_have_attribute("data-state", "serving", timeout=SERVING_MS)
+    expect(v1.locator(".jp-himalia-version-traffic")).to_have_text("100%")
+    expect(row.locator(".jp-himalia-deployment-health")).to_have_text("serving")
+    expect(view.locator(".jp-himalia-deployment-endpoint")).to_have_text(
+        re.compile(rf"^POST http://\S+/models/{CHURN}/predict$"))
+
+    # Real requests: their count and p50/p95 latency per minute come back as points.
+    for _ in range(PREDICTIONS):
+        r = predict(platform, CHURN, scientist.headers)
+        assert r.status_code == 200 and r.headers["X-Himalia-Version"] == "1", r.text
+    totals = view.locator('.jp-himalia-deployment-totals tr[data-version="1"] td')
+    expect(totals.nth(1)).to_have_text(str(PREDICTIONS), timeout=REFRESH_MS)
+    expect(totals).to_have_count(5)
+    expect(totals.nth(2)).to_have_text("0")
     latency = view.locator('.jp-himalia-deployment-chart[data-metric="latency"] svg')
-    expect(latency).to_have_attribute("data-points", str(2 * 2 * MINUTES))
-    p95 = latency.locator('g[data-version="2"][data-measure="p95_ms"] polyline')
-    expect(p95).to_have_attribute("data-points", str(MINUTES))
-    assert len(p95.get_attribute("points").split()) == MINUTES
-    requests = view.locator('.jp-himalia-deployment-chart[data-metric="requests"] svg')
-    expect(requests.locator("polyline")).to_have_count(2)
-    expect(view.locator('.jp-himalia-deployment-totals tr[data-version="2"] td')).to_have_count(5)
+    expect(latency).to_have_attribute("data-points", re.compile(r"^[1-9]\d*$"))
+    for measure in ("p50_ms", "p95_ms"):
+        curve = latency.locator(f'g[data-version="1"][data-measure="{measure}"]')
+        expect(curve.locator("polyline")).to_have_attribute("data-points",
+                                                            re.compile(r"^[1-9]\d*$"))
+        expect(curve.locator("circle").first).to_be_visible()
+    requests_chart = view.locator('.jp-himalia-deployment-chart[data-metric="requests"] svg')
+    expect(requests_chart.locator('g[data-version="1"] circle').first).to_be_visible()
+
+    # A canary of the retrained model: the panel shows the split once it serves.
+    scientist.deploy(name=CHURN, model_uri=f"runs:/{models.retrained_run}/model",
+                     canary_percent=CANARY_PERCENT)
+    v2 = view.locator('.jp-himalia-version[data-version="2"]')
+    expect(v2).to_have_attribute("data-state", "serving", timeout=SERVING_MS)
+    shares = view.locator(".jp-himalia-traffic-share")
+    expect(shares).to_have_text([f"v1 {100 - CANARY_PERCENT}%", f"v2 {CANARY_PERCENT}%"],
+                                timeout=REFRESH_MS)
+    expect(v2.locator(".jp-himalia-version-traffic")).to_have_text(f"{CANARY_PERCENT}%")
+    stable_width = shares.nth(0).bounding_box()["width"]
+    canary_width = shares.nth(1).bounding_box()["width"]
+    ratio = (100 - CANARY_PERCENT) / CANARY_PERCENT
+    assert stable_width == pytest.approx(ratio * canary_width, rel=0.1)
     page.screenshot(path=str(tmp_path / "deployments-canary.png"))
+    expect(view.get_by_role("button", name="Rollback")).to_have_attribute(
+        "title", "The canary, version 2, is retired; version 1 takes all the traffic again.")
 
     view.get_by_role("button", name="Promote").click()
     confirm(page, "Promote")
 
-    arrived(api, "POST", "/deployments/churn/promote")
     expect(shares).to_have_text(["v2 100%"])
-    expect(canary.locator(".jp-himalia-version-traffic")).to_have_text("100%")
-    old = view.locator('.jp-himalia-version[data-version="1"]')
-    expect(old).to_have_attribute("data-state", "retired")
-    expect(old.locator(".jp-himalia-version-reason")).to_have_text("replaced by version 2")
+    expect(v2.locator(".jp-himalia-version-traffic")).to_have_text("100%")
+    expect(v1).to_have_attribute("data-state", "retired")
+    expect(v1.locator(".jp-himalia-version-reason")).to_have_text("replaced by version 2")
     expect(view.get_by_role("button", name="Promote")).to_be_disabled()
     expect(view.locator(".jp-himalia-error:visible")).to_have_count(0)
+    assert predict(platform, CHURN, scientist.headers).headers["X-Himalia-Version"] == "2"
 
-
-def test_a_new_key_is_shown_once_and_then_listed_by_its_prefix(
-    page: Page, lab: Lab, api: FakeDeploymentsAPI
-) -> None:
-    view = select(open_panel(page, lab), "churn")
+    # An API key for a program: shown whole once, then listed by its prefix.
     keys = view.locator(".jp-himalia-keys")
     expect(keys.locator(".jp-himalia-note")).to_have_text("No API keys yet.")
-
     keys.get_by_label("Label of the new key").fill("batch scorer")
     keys.get_by_role("button", name="Create key").click()
 
     shown = keys.locator(".jp-himalia-new-key-value")
     expect(shown).to_have_text(re.compile(r"^hmk_[0-9a-f]{8}_\S{20,}$"))
     whole = shown.text_content()
-    [created] = api.calls("POST", "/deployments/churn/keys")
-    assert created.body == {"label": "batch scorer"}
-    row = keys.locator(".jp-himalia-key")
-    expect(row).to_have_count(1)
-    expect(row.locator(".jp-himalia-key-prefix")).to_have_text(f"{whole[:12]}…")
-    expect(row.locator(".jp-himalia-key-name")).to_have_text("batch scorer")
+    key = keys.locator(".jp-himalia-key")
+    expect(key).to_have_count(1)
+    expect(key.locator(".jp-himalia-key-prefix")).to_have_text(f"{whole[:12]}…")
+    expect(key.locator(".jp-himalia-key-name")).to_have_text("batch scorer")
+    expect(key.locator(".jp-himalia-key-used")).to_contain_text("never used")
     expect(keys.get_by_label("Label of the new key")).to_have_value("")
-    # Kept while the panel refreshes, until dismissed; after that, nowhere on the page.
-    arrived(api, "GET", "/deployments/churn/keys", count=3)
+
+    by_key = {"Authorization": f"Bearer {whole}"}
+    r = predict(platform, CHURN, by_key)
+    assert r.status_code == 200 and r.headers["X-Himalia-Version"] == "2", r.text
+    # The panel's next refresh shows the key used, and still shows the new key.
+    used = key.locator(".jp-himalia-key-used")
+    expect(used).to_contain_text("last used", timeout=REFRESH_MS)
     expect(shown).to_have_text(whole)
 
     keys.get_by_role("button", name="Done").click()
@@ -200,84 +324,57 @@ def test_a_new_key_is_shown_once_and_then_listed_by_its_prefix(
     expect(keys.locator(".jp-himalia-new-key")).to_be_hidden()
     expect(page.locator("body")).not_to_contain_text(whole)
 
-    row.get_by_role("button", name="Revoke").click()
+    key.get_by_role("button", name="Revoke").click()
     confirm(page, "Revoke")
 
-    arrived(api, "DELETE", f"/deployments/churn/keys/{row.get_attribute('data-key-id')}")
-    expect(row.locator(".jp-himalia-key-revoked")).to_be_visible()
-    expect(row.get_by_role("button", name="Revoke")).to_be_hidden()
+    expect(key.locator(".jp-himalia-key-revoked")).to_be_visible()
+    expect(key.get_by_role("button", name="Revoke")).to_be_hidden()
+    assert predict(platform, CHURN, by_key).status_code == 401
 
-
-def test_the_panel_follows_the_platform_and_shows_why_a_version_failed(
-    page: Page, lab: Lab, api: FakeDeploymentsAPI
-) -> None:
-    panel = open_panel(page, lab)
-    fraud = select(panel, "fraud")
-    failed = fraud.locator('.jp-himalia-version[data-version="1"]')
-    expect(failed.locator(".jp-himalia-version-state")).to_have_text("failed")
-    expect(failed.locator(".jp-himalia-version-reason")).to_have_text(FAILURE)
-    expect(fraud.locator(".jp-himalia-traffic")).to_have_attribute(
-        "aria-label", "No version takes traffic")
-
-    # The platform changes a version on its own: the panel shows it without being asked.
-    churn = select(panel, "churn")
-    api.change_version("churn", 2, state="failed", reason="health check timed out", traffic=0)
-
-    canary = churn.locator('.jp-himalia-version[data-version="2"]')
-    expect(canary).to_have_attribute("data-state", "failed", timeout=15_000)
-    expect(canary.locator(".jp-himalia-version-reason")).to_have_text("health check timed out")
-    expect(panel.locator('.jp-himalia-deployment[data-name="churn"] '
-                         ".jp-himalia-deployment-health")).to_have_text("serving")
-
-    canary.get_by_role("button", name="Logs").click()
+    # A version's logs: its build, then its serve log.
+    v2.get_by_role("button", name="Logs").click()
 
     logs = page.locator(".jp-himalia-deployment-logs-text")
-    expect(logs).to_contain_text("==> build of churn v2 <==")
-    [asked] = api.calls("GET", "/deployments/churn/logs")
-    assert asked.query["version"] == ["2"]
+    expect(logs).to_contain_text("==> build.log <==")
+    expect(logs).to_contain_text("==> serve-")
 
-    churn.get_by_role("button", name="Undeploy").click()
+    # Rolled back: the version that served before is started again and takes the traffic.
+    view.get_by_role("button", name="Rollback").click()
+    expect(page.locator(".jp-Dialog-body")).to_have_text(
+        "Version 1 is started again and takes all the traffic once it is healthy; version 2 "
+        "serves until then and is then retired.")
+    confirm(page, "Roll back")
+
+    expect(v1).to_have_attribute("data-state", "serving", timeout=SERVING_MS)
+    expect(shares).to_have_text(["v1 100%"], timeout=REFRESH_MS)
+    expect(v2).to_have_attribute("data-state", "retired")
+    expect(v2.locator(".jp-himalia-version-reason")).to_have_text("replaced by version 1")
+    assert predict(platform, CHURN, scientist.headers).headers["X-Himalia-Version"] == "1"
+
+    view.get_by_role("button", name="Undeploy").click()
     confirm(page, "Undeploy")
 
-    arrived(api, "DELETE", "/deployments/churn")
-    expect(panel.locator(".jp-himalia-deployment")).to_have_count(1)
+    expect(panel.locator(f'.jp-himalia-deployment[data-name="{CHURN}"]')).to_have_count(0)
     expect(panel.locator(".jp-himalia-deployment-view")).to_have_count(0)
+    assert predict(platform, CHURN, scientist.headers).status_code == 404
 
 
-def test_deploy_from_the_runs_panel_sends_the_runs_model_and_opens_the_deployment(
-    page: Page, lab: Lab, api: FakeDeploymentsAPI
+def test_a_colleagues_deployment_shared_with_you_shows_why_its_version_failed(
+    colleagues_deployment: str, page: Page, lab: str, colleague: Person
 ) -> None:
-    page.goto(f"{lab.url}&reset")
-    page.locator('.jp-SideBar .lm-TabBar-tab[data-id="himalia-runs"]').click(timeout=60_000)
-    runs = page.locator("#himalia-runs")
-    runs.get_by_role("button", name="All of mine").click()
-    run = runs.locator(f'.jp-himalia-run[data-run-id="{lab.run_id}"]')
+    panel = open_sidebar(page, lab, PANEL)
+    row = panel.locator(f'.jp-himalia-deployment[data-name="{colleagues_deployment}"]')
+    expect(row.locator(".jp-himalia-deployment-summary")).to_contain_text(colleague.name)
 
-    run.get_by_role("button", name="Deploy…").click()
+    fraud = select(panel, colleagues_deployment)
 
-    dialog = page.locator(".jp-Dialog")
-    name = dialog.get_by_label("Deployment name")
-    expect(name).to_have_value("churn-baseline")
-    expect(dialog).to_contain_text(f"runs:/{lab.run_id}/model")
-    # A name the platform would refuse brings the form back, saying why.
-    name.fill("Churn baseline")
-    dialog.get_by_role("button", name="Deploy", exact=True).click()
-    expect(dialog.locator(".jp-himalia-deploy-error")).to_contain_text("Deployment name:")
-    assert api.calls("POST", "/deployments") == []
-
-    dialog.get_by_label("Deployment name").fill("churn-v3")
-    dialog.get_by_label("Canary %").fill("10")
-    dialog.get_by_role("button", name="Deploy", exact=True).click()
-
-    expect(dialog).to_have_count(0)
-    arrived(api, "POST", "/deployments")
-    [sent] = api.calls("POST", "/deployments")
-    assert sent.body == {"name": "churn-v3", "model_uri": f"runs:/{lab.run_id}/model",
-                         "canary_percent": 10}
-    panel = page.locator(PANEL)
-    expect(panel).to_be_visible()
-    view = panel.locator('.jp-himalia-deployment-view[data-name="churn-v3"]')
-    expect(view.locator('.jp-himalia-version[data-version="1"]')).to_have_attribute(
-        "data-state", "building")
-    expect(panel.locator('.jp-himalia-deployment[data-name="churn-v3"]')).to_have_class(
-        re.compile(r"\bjp-mod-selected\b"))
+    failed = fraud.locator('.jp-himalia-version[data-version="1"]')
+    expect(failed).to_have_attribute("data-state", "failed", timeout=SERVING_MS)
+    expect(failed.locator(".jp-himalia-version-state")).to_have_text("failed")
+    reason = failed.locator(".jp-himalia-version-reason")
+    expect(reason).to_contain_text("broken on purpose")
+    expect(reason).to_have_class(re.compile(r"\bjp-himalia-error\b"))
+    expect(fraud.locator(".jp-himalia-traffic")).to_have_attribute(
+        "aria-label", "No version takes traffic")
+    expect(row.locator(".jp-himalia-deployment-health")).to_have_text("down")
+    expect(fraud.get_by_role("button", name="Promote")).to_be_disabled()

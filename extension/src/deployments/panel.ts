@@ -362,10 +362,9 @@ class DeploymentView {
     this._promote.title = canary
       ? `Give version ${canary.canary.version} all the traffic`
       : 'There is no canary to promote.';
-    this._rollback.disabled = this._busy || deployment.versions.length < 2;
-    this._rollback.title = canary
-      ? `Retire the canary, version ${canary.canary.version}`
-      : 'Bring the previous version back';
+    const rollback = rollbackPlan(deployment);
+    this._rollback.disabled = this._busy || rollback === null;
+    this._rollback.title = rollback ?? 'There is nothing to roll back.';
 
     renderTraffic(this._traffic, deployment);
     const shown = deployment.versions.slice(0, MAX_VERSIONS);
@@ -451,11 +450,10 @@ class DeploymentView {
   }
 
   private async _confirmRollback(): Promise<void> {
-    const canary = this._deployment ? canaryOf(this._deployment) : null;
-    const body = canary
-      ? `The canary, version ${canary.canary.version}, is retired; version ` +
-        `${canary.stable.version} takes all the traffic again.`
-      : 'The serving version is retired and the one before it is brought back.';
+    const body = this._deployment ? rollbackPlan(this._deployment) : null;
+    if (!body) {
+      return;
+    }
     const answer = await showDialog({
       title: `Roll back “${this.name}”?`,
       body,
@@ -766,6 +764,45 @@ export function canaryOf(
 ): { canary: IDeploymentVersion; stable: IDeploymentVersion } | null {
   const live = deployment.versions.filter(v => v.traffic > 0 && v.state !== 'retired');
   return live.length >= 2 ? { canary: live[0], stable: live[1] } : null;
+}
+
+/**
+ * What rolling a deployment back does, by the platform's rule: a version still being prepared
+ * is dropped; else a canary is retired; else the newest earlier version that served is started
+ * again and takes the traffic once healthy. Null when there is nothing to roll back.
+ */
+export function rollbackPlan(deployment: IDeployment): string | null {
+  const versions = deployment.versions;
+  const serving = versions.filter(v => v.state === 'serving');
+  const busy = versions.find(v => v.state === 'building' || v.state === 'starting');
+  if (busy) {
+    return (
+      `Version ${busy.version} is dropped before it serves (it is ${busy.state}).` +
+      (serving.length ? ` Version ${serving[0].version} keeps its traffic.` : '')
+    );
+  }
+  if (serving.length > 1) {
+    return (
+      `The canary, version ${serving[0].version}, is retired; version ` +
+      `${serving[1].version} takes all the traffic again.`
+    );
+  }
+  const current = serving.length ? serving[0].version : null;
+  const earlier = versions.find(
+    v =>
+      v.state === 'retired' &&
+      v.started_at !== null &&
+      v.bento_tag !== null &&
+      (current === null || v.version < current)
+  );
+  if (!earlier) {
+    return null;
+  }
+  return (
+    `Version ${earlier.version} is started again and takes all the traffic once it is ` +
+    'healthy' +
+    (current === null ? '.' : `; version ${current} serves until then and is then retired.`)
+  );
 }
 
 /**

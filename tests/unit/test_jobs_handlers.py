@@ -19,7 +19,8 @@ import pytest
 import requests
 from himalia_testing import JupyterProcess, free_port, jupyter_app
 
-from himalia.extension.jobs import HANDLERS, platform_error
+from himalia.extension.jobs import HANDLERS
+from himalia.extension.platform import platform_error
 from himalia.sdk import HimaliaError
 
 API = "/services/himalia/api/v1"

@@ -38,7 +38,7 @@ import tornado.web
 from himalia.sdk import HimaliaError
 from jupyter_server.auth.decorator import authorized
 
-from .jobs import JobsError, JobsHandler, body_fields, platform_error
+from .platform import PanelError, PlatformHandler, body_fields, platform_error
 
 #: What the platform accepts as a deployment's name: a DNS label.
 DEPLOYMENT_NAME = re.compile(r"[a-z][a-z0-9-]{0,62}")
@@ -48,17 +48,16 @@ def deployment_path(name: str, *rest: str) -> str:
     """The platform API's path of deployment ``name`` (and of ``rest`` below it); a name that
     cannot be a deployment's is a 400 here, before anything is sent."""
     if not DEPLOYMENT_NAME.fullmatch(name):
-        raise JobsError(400, f"name: {name!r} is not a deployment name (a lowercase letter, then "
+        raise PanelError(400, f"name: {name!r} is not a deployment name (a lowercase letter, then "
                              "lowercase letters, digits and '-', 63 at most).")
     return "/".join(("deployments", name, *rest))
 
 
-class DeploymentsHandler(JobsHandler):
-    """Base of the ``/himalia/deployments*`` handlers: the Jobs handlers' JSON answers and
-    ``{status, message}`` errors, over the platform client's ``arequest``."""
+class DeploymentsHandler(PlatformHandler):
+    """Base of the ``/himalia/deployments*`` handlers, over the platform client's ``arequest``."""
 
     async def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        """The platform's JSON answer to ``method path``; its refusal as a :class:`JobsError`."""
+        """The platform's JSON answer to ``method path``; its refusal as a :class:`PanelError`."""
         try:
             client = self.himalia.platform_client()
             return await client.arequest(method, path, **kwargs)
@@ -71,7 +70,7 @@ class DeploymentsHandler(JobsHandler):
         for key in keys:
             value = self.get_query_argument(key, "")
             if value and not value.isdigit():
-                raise JobsError(400, f"{key}: must be a whole number.")
+                raise PanelError(400, f"{key}: must be a whole number.")
             if value:
                 numbers[key] = int(value)
         return numbers
@@ -160,7 +159,7 @@ class LogsHandler(DeploymentsHandler):
         except HimaliaError as e:
             self.fail(platform_error(e))
             return
-        except JobsError as e:
+        except PanelError as e:
             self.fail(e)
             return
         self.finish(response.text, set_content_type="text/plain; charset=utf-8")

@@ -33,73 +33,31 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from collections.abc import Callable
+from typing import TypeVar
 
 import nbformat
 import tornado.web
 from himalia.sdk import HimaliaError, Jobs
 from jupyter_core.utils import ensure_async
 from jupyter_server.auth.decorator import authorized
-from jupyter_server.base.handlers import APIHandler
-from jupyter_server.extension.handler import ExtensionHandlerMixin
 
-if TYPE_CHECKING:
-    from .app import HimaliaExtensionApp
+from .platform import PanelError, PlatformHandler, body_fields, platform_error
 
 T = TypeVar("T")
 OUTPUT_FORMATS = ("html", "ipynb")
-#: The SDK prefixes the platform's message with the request's path ("/services/.../jobs: ").
-_SDK_PREFIX = re.compile(r"^/\S*: ")
-
-
-class JobsError(Exception):
-    """A failure the panel shows as is: an HTTP status and a message for the user."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def platform_error(error: HimaliaError) -> JobsError:
-    """The platform's refusal as this server answers it: the same status and the platform's
-    own message; 503 when no answer came back at all."""
-    message = _SDK_PREFIX.sub("", str(error), count=1)
-    return JobsError(error.status or 503, message)
-
-
 def notebook_path(body: dict) -> str:
     """The ``path`` of a request body: a notebook's path from the server's root."""
     path = body.get("path")
     if not isinstance(path, str) or not path.strip():
-        raise JobsError(400, "path: give the notebook's path from the server's root.")
+        raise PanelError(400, "path: give the notebook's path from the server's root.")
     if not path.endswith(".ipynb"):
-        raise JobsError(400, f"path: {path!r} is not a notebook (.ipynb).")
+        raise PanelError(400, f"path: {path!r} is not a notebook (.ipynb).")
     return path
 
 
-def body_fields(handler: APIHandler) -> dict:
-    """The request's JSON object, or a 400."""
-    try:
-        body = json.loads(handler.request.body or b"{}")
-    except ValueError:
-        raise JobsError(400, "The request body is not JSON.") from None
-    if not isinstance(body, dict):
-        raise JobsError(400, "The request body must be a JSON object.")
-    return body
-
-
-class JobsHandler(ExtensionHandlerMixin, APIHandler):
-    """Base of the ``/himalia/jobs*`` handlers: answers JSON, errors as ``{status, message}``."""
-
-    auth_resource = "himalia"
-
-    @property
-    def himalia(self) -> HimaliaExtensionApp:
-        """The extension app this handler belongs to."""
-        return cast("HimaliaExtensionApp", self.extensionapp)
+class JobsHandler(PlatformHandler):
+    """Base of the ``/himalia/jobs*`` handlers."""
 
     async def platform(self, call: Callable[[Jobs], T]) -> T:
         """Run ``call`` with the SDK's (blocking) jobs client in a thread."""
@@ -115,7 +73,7 @@ class JobsHandler(ExtensionHandlerMixin, APIHandler):
             model = await ensure_async(
                 self.contents_manager.get(path, content=True, type="notebook"))
         except tornado.web.HTTPError as e:
-            raise JobsError(e.status_code, f"path: {e.log_message or e.reason or path}") from None
+            raise PanelError(e.status_code, f"path: {e.log_message or e.reason or path}") from None
         # As saved: without the trust marks the contents manager adds to each cell.
         saved = nbformat.writes(nbformat.from_dict(model["content"]), split_lines=False)
         return json.loads(saved)
@@ -123,32 +81,13 @@ class JobsHandler(ExtensionHandlerMixin, APIHandler):
     async def with_notebook(self, body: dict) -> dict:
         """``body`` with its ``path`` replaced by that notebook's JSON as ``notebook``."""
         if "notebook" in body:
-            raise JobsError(400, "notebook: give the notebook's 'path' on this server instead.")
+            raise PanelError(400, "notebook: give the notebook's 'path' on this server instead.")
         fields = dict(body)
         path = notebook_path(fields)
         del fields["path"]
         fields["notebook"] = await self.read_notebook(path)
         return fields
 
-    async def answer(self, work: Callable[[], Awaitable[Any]], status: int = 200) -> None:
-        """Finish with ``work``'s JSON result (``status``), or with its error as JSON."""
-        try:
-            result = await work()
-        except JobsError as e:
-            self.fail(e)
-            return
-        self.set_status(status)
-        if status == 204:
-            self.finish()
-        else:
-            self.finish(json.dumps(result))
-
-    def fail(self, error: JobsError) -> None:
-        """Finish with ``error`` as ``{"status", "message"}``."""
-        self.log.info("himalia jobs %s %s: %s %s", self.request.method, self.request.path,
-                      error.status, error.message)
-        self.set_status(error.status)
-        self.finish(json.dumps({"status": error.status, "message": error.message}))
 
 
 class JobListHandler(JobsHandler):
@@ -197,7 +136,7 @@ class SchedulePreviewHandler(JobsHandler):
             timezone = self.get_query_argument("timezone", "UTC")
             count = self.get_query_argument("count", "5")
             if not count.isdigit():
-                raise JobsError(400, "count: must be a whole number.")
+                raise PanelError(400, "count: must be a whole number.")
             return {"next": await self.platform(
                 lambda jobs: jobs.schedule_preview(cron, timezone, int(count)))}
 
@@ -240,7 +179,7 @@ class JobRunsHandler(JobsHandler):
             for key in ("offset", "limit"):
                 value = self.get_query_argument(key, "")
                 if value and not value.isdigit():
-                    raise JobsError(400, f"{key}: must be a whole number.")
+                    raise PanelError(400, f"{key}: must be a whole number.")
                 if value:
                     paging[key] = int(value)
             return {"runs": await self.platform(lambda jobs: jobs.runs(int(job), **paging))}
@@ -302,9 +241,9 @@ class RunOutputHandler(JobsHandler):
         fmt = self.get_query_argument("format", "html")
         try:
             if fmt not in OUTPUT_FORMATS:
-                raise JobsError(400, f"format: use {' or '.join(OUTPUT_FORMATS)}.")
+                raise PanelError(400, f"format: use {' or '.join(OUTPUT_FORMATS)}.")
             content = await self.platform(lambda jobs: jobs.output(int(run), fmt))
-        except JobsError as e:
+        except PanelError as e:
             self.fail(e)
             return
         if fmt == "ipynb":
@@ -322,7 +261,7 @@ class RunLogsHandler(JobsHandler):
     async def get(self, run: str) -> None:
         try:
             text = await self.platform(lambda jobs: jobs.logs(int(run)))
-        except JobsError as e:
+        except PanelError as e:
             self.fail(e)
             return
         self.finish(text, set_content_type="text/plain; charset=utf-8")

@@ -216,3 +216,14 @@ def test_metrics_per_minute_and_version_from_the_log(api_db):
         service.remove(s, ALICE, "churn")
     with api_db.session() as s:
         assert s.query(Prediction).count() == 0 and service.visible(s, ROOT) == []
+
+
+def test_one_rule_for_who_may_use_a_deployment():
+    """The API (service.find) and the router (router.Router.caller) both ask this."""
+    assert service.may_use("alice", ["scientist"], "alice", [])
+    assert service.may_use("root", ["admin"], "alice", [])
+    assert service.may_use("bob", ["viewer"], "alice", ["bob"])
+    assert not service.may_use("bob", ["scientist"], "alice", ["carol"])
+    # Without a platform role, not even one's own or a shared deployment.
+    assert not service.may_use("alice", [], "alice", [])
+    assert not service.may_use("bob", [], "alice", ["bob"])

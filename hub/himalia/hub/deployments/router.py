@@ -30,6 +30,7 @@ from sqlalchemy import insert, update
 from ..services.api.identity import platform_roles
 from ..storage import Database
 from .models import DeploymentKey, Prediction
+from .service import may_use
 
 log = logging.getLogger("himalia.deployments")
 
@@ -214,9 +215,8 @@ class Router:
             return _error(401, "The token is invalid, expired or revoked.")
         if not self.has_access(model):
             return _error(403, f"The token lacks the scope to call models ({self.access_scope}).")
-        name, roles = model.get("name", ""), platform_roles(model)
-        if route is None or not roles or not (
-                name == route.owner or "admin" in roles or name in route.shared_with):
+        name = model.get("name", "")
+        if route is None or not may_use(name, platform_roles(model), route.owner, route.shared_with):
             return _error(404, f"No deployment {request.match_info['name']!r} (or it is not "
                                f"shared with '{name}').")
         return Caller(f"user:{name}")

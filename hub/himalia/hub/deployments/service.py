@@ -97,9 +97,14 @@ def run_id_of(model_uri: str) -> str | None:
 
 
 # -- reading -------------------------------------------------------------------------------------
+def may_use(name: str, roles: list[str], owner: str, shared_with) -> bool:
+    """The one rule of who may see a deployment and call its endpoint: a person with a platform
+    role who owns it, is an admin, or was given it by its owner."""
+    return bool(roles) and (name == owner or ADMIN in roles or name in (shared_with or ()))
+
+
 def may_see(who: Identity, deployment: Deployment) -> bool:
-    return (who.name == deployment.owner or ADMIN in who.roles
-            or who.name in (deployment.shared_with or []))
+    return may_use(who.name, who.roles, deployment.owner, deployment.shared_with)
 
 
 def may_change(who: Identity, deployment: Deployment) -> bool:

@@ -18,7 +18,9 @@ class HimaliaError(Exception):
         self.status = status
 
 
-def _raise_for(response: httpx.Response) -> Any:
+def json_or_raise(response: httpx.Response) -> Any:
+    """The JSON of a response (None when empty), or :class:`HimaliaError` with the platform's
+    message."""
     if response.status_code < 400:
         return response.json() if response.content else None
     try:
@@ -46,20 +48,25 @@ class Client:
         env = os.environ if env is None else env
         return cls(env.get("HIMALIA_API_URL", ""), env.get("JUPYTERHUB_API_TOKEN", ""))
 
+    @property
+    def headers(self) -> dict:
+        """The ``Authorization`` header this client sends (for calls outside ``api/v1``)."""
+        return dict(self._headers)
+
     def _url(self, path: str) -> str:
         return self.api_url + "api/v1/" + path.lstrip("/")
 
     def request(self, method: str, path: str, **kwargs) -> Any:
         try:
             with httpx.Client(headers=self._headers, timeout=self.timeout) as http:
-                return _raise_for(http.request(method, self._url(path), **kwargs))
+                return json_or_raise(http.request(method, self._url(path), **kwargs))
         except httpx.HTTPError as e:
             raise HimaliaError(f"Cannot reach the platform API at {self.api_url}: {e}") from e
 
     async def arequest(self, method: str, path: str, **kwargs) -> Any:
         try:
             async with httpx.AsyncClient(headers=self._headers, timeout=self.timeout) as http:
-                return _raise_for(await http.request(method, self._url(path), **kwargs))
+                return json_or_raise(await http.request(method, self._url(path), **kwargs))
         except httpx.HTTPError as e:
             raise HimaliaError(f"Cannot reach the platform API at {self.api_url}: {e}") from e
 
@@ -71,7 +78,7 @@ class Client:
         except httpx.HTTPError as e:
             raise HimaliaError(f"Cannot reach the platform API at {self.api_url}: {e}") from e
         if response.status_code >= 400:
-            _raise_for(response)
+            json_or_raise(response)
         return response
 
     def whoami(self) -> dict:

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 import httpx
 
-from .client import Client, HimaliaError, _raise_for
+from .client import Client, HimaliaError, json_or_raise
 from .jobs import Jobs, current_run
 from .lineage import notebook_path, sha256
 
@@ -199,13 +199,13 @@ class Deployments:
         """The model's predictions for ``data``: a DataFrame, or a dict in MLflow scoring format.
         Authenticates with your hub token, or with the API key ``key``."""
         # The hub token the client holds; an API key replaces it.
-        headers = {"Authorization": f"Bearer {key}"} if key else dict(self.client._headers)
+        headers = {"Authorization": f"Bearer {key}"} if key else self.client.headers
         try:
             response = httpx.post(self.url(name), json=scoring_body(data), headers=headers,
                                   timeout=self.predict_timeout)
         except httpx.HTTPError as e:
             raise HimaliaError(f"Cannot reach the model at {self.url(name)}: {e}") from e
-        return _raise_for(response)["predictions"]
+        return json_or_raise(response)["predictions"]
 
 
 # -- batch scoring -------------------------------------------------------------------------------

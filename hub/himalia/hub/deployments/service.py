@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from ..services.api.authz import ADMIN
+from ..services.api.authz import ADMIN, may_use_shared
 from ..services.api.identity import Identity
 from .models import (BUILDING, FAILED, LIVE, RETIRED, SERVING, STARTING, Deployment,
                      DeploymentKey, DeploymentVersion, Prediction)
@@ -98,9 +98,9 @@ def run_id_of(model_uri: str) -> str | None:
 
 # -- reading -------------------------------------------------------------------------------------
 def may_use(name: str, roles: list[str], owner: str, shared_with) -> bool:
-    """The one rule of who may see a deployment and call its endpoint: a person with a platform
-    role who owns it, is an admin, or was given it by its owner."""
-    return bool(roles) and (name == owner or ADMIN in roles or name in (shared_with or ()))
+    """Who may see a deployment and call its endpoint (the API and the router both ask): a
+    person with a platform role who owns it, is an admin, or was given it by its owner."""
+    return may_use_shared(name, roles, owner, users=shared_with or ())
 
 
 def may_see(who: Identity, deployment: Deployment) -> bool:

@@ -92,6 +92,17 @@ def require_owner_or_admin(who: Identity, owner: str, what: str = "this") -> Non
     raise Forbidden(f"Only its owner '{owner}' or an admin may act on {what}.")
 
 
+def may_use_shared(name: str, roles: Iterable[str], owner: str, *, users: Iterable[str] = (),
+                   groups: Iterable[str] = (), member_of: Iterable[str] = ()) -> bool:
+    """Whether ``name`` (holding ``roles``, in groups ``member_of``) may use an object of
+    ``owner`` shared with ``users`` and ``groups``: a platform role is needed, then the owner,
+    an admin, a named user or a member of a named group. Also for callers that are not API
+    requests (the model router)."""
+    roles = set(roles)
+    return bool(roles) and (name == owner or ADMIN in roles or name in set(users)
+                            or bool(set(member_of) & set(groups)))
+
+
 def require_shared(
     who: Identity,
     owner: str,
@@ -101,9 +112,7 @@ def require_shared(
     what: str = "this",
 ) -> None:
     """The owner, an admin, the named ``users`` and members of ``groups`` may see an object."""
-    if who.name == owner or ADMIN in who.roles or who.name in set(users):
-        return
-    if set(who.groups) & set(groups):
+    if may_use_shared(who.name, who.roles, owner, users=users, groups=groups, member_of=who.groups):
         return
     raise Forbidden(f"{what[:1].upper()}{what[1:]} is not shared with '{who.name}'; "
                     f"ask its owner '{owner}'.")

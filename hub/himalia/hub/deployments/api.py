@@ -78,10 +78,6 @@ def prediction_json(p: Prediction) -> dict:
             "status": p.status, "caller": p.caller, "inputs": p.inputs, "outputs": p.outputs}
 
 
-def _fail(e: DeployError) -> HTTPException:
-    return HTTPException(e.status, str(e))
-
-
 def _spec(body: Any) -> NewVersion:
     if not isinstance(body, dict):
         raise DeployError("The body is a JSON object: {\"name\", \"model_uri\", \"canary_percent\"?, "
@@ -125,26 +121,23 @@ def make_router(prefix: str, db: Database, settings: DeploymentsSettings) -> API
     @router.post("/deployments", status_code=202,
                  summary="Deploy an MLflow model: a new deployment or a new version of yours")
     async def deploy(body: Any = Body(...), who: Identity = Depends(allow("scientist"))) -> dict:
-        try:
-            spec = _spec(body)
-            service.check(spec)
-            with db.session() as session:
-                existing = session.scalar(select(Deployment).where(Deployment.name == spec.name))
-                if existing is not None and not service.may_change(who, existing):
-                    # The same answer service.deploy gives, before MLflow is asked anything.
-                    service.deploy(session, who, spec)
-                owner = existing.owner if existing is not None else who.name
-            # The model must exist and its owner must be able to read it (the build reads it as
-            # the owner); the manager asks MLflow with the owner's token.
-            checked = await control.check_model(settings.manager_socket, owner, spec.model_uri)
-            with db.session() as session:
-                deployment, version = service.deploy(session, who, spec)
-                if checked.get("run_id"):
-                    version.run_id = checked["run_id"]
-                result = {"deployment": deployment_json(deployment, service.versions(session, deployment)),
-                          "version": version_json(version)}
-        except DeployError as e:
-            raise _fail(e) from None
+        spec = _spec(body)
+        service.check(spec)
+        with db.session() as session:
+            existing = session.scalar(select(Deployment).where(Deployment.name == spec.name))
+            if existing is not None and not service.may_change(who, existing):
+                # The same answer service.deploy gives, before MLflow is asked anything.
+                service.deploy(session, who, spec)
+            owner = existing.owner if existing is not None else who.name
+        # The model must exist and its owner must be able to read it (the build reads it as
+        # the owner); the manager asks MLflow with the owner's token.
+        checked = await control.check_model(settings.manager_socket, owner, spec.model_uri)
+        with db.session() as session:
+            deployment, version = service.deploy(session, who, spec)
+            if checked.get("run_id"):
+                version.run_id = checked["run_id"]
+            result = {"deployment": deployment_json(deployment, service.versions(session, deployment)),
+                      "version": version_json(version)}
         db.audit(who.name, "deployment.deploy", f"deployment:{spec.name}",
                  version=result["version"]["version"], model_uri=spec.model_uri,
                  canary_percent=spec.canary_percent)
@@ -160,10 +153,7 @@ def make_router(prefix: str, db: Database, settings: DeploymentsSettings) -> API
 
     @router.get("/deployments/{name}", summary="A deployment and its versions, newest first")
     def get_deployment(name: str, who: Identity = Depends(allow())) -> dict:
-        try:
-            return answer(name, who)
-        except DeployError as e:
-            raise _fail(e) from None
+        return answer(name, who)
 
     @router.patch("/deployments/{name}", summary="Share a deployment: {\"shared_with\": [users]}")
     async def patch_deployment(name: str, body: Any = Body(...),
@@ -171,22 +161,16 @@ def make_router(prefix: str, db: Database, settings: DeploymentsSettings) -> API
         users = body.get("shared_with") if isinstance(body, dict) else None
         if not isinstance(users, list) or not all(isinstance(u, str) for u in users) or set(body) - {"shared_with"}:
             raise HTTPException(422, "The body is {\"shared_with\": [user names]}.")
-        try:
-            with db.session() as session:
-                service.share(session, who, name, users)
-        except DeployError as e:
-            raise _fail(e) from None
+        with db.session() as session:
+            service.share(session, who, name, users)
         db.audit(who.name, "deployment.share", f"deployment:{name}", users=sorted(set(users)))
         await wake()
         return answer(name, who)
 
     @router.post("/deployments/{name}/promote", summary="Give the canary all traffic")
     async def promote(name: str, who: Identity = Depends(allow("scientist"))) -> dict:
-        try:
-            with db.session() as session:
-                service.promote(session, who, name)
-        except DeployError as e:
-            raise _fail(e) from None
+        with db.session() as session:
+            service.promote(session, who, name)
         db.audit(who.name, "deployment.promote", f"deployment:{name}")
         await wake()
         return answer(name, who)
@@ -194,11 +178,8 @@ def make_router(prefix: str, db: Database, settings: DeploymentsSettings) -> API
     @router.post("/deployments/{name}/rollback",
                  summary="Drop the canary or the version being prepared, or bring back the one before")
     async def rollback(name: str, who: Identity = Depends(allow("scientist"))) -> dict:
-        try:
-            with db.session() as session:
-                _, done = service.rollback(session, who, name)
-        except DeployError as e:
-            raise _fail(e) from None
+        with db.session() as session:
+            _, done = service.rollback(session, who, name)
         db.audit(who.name, "deployment.rollback", f"deployment:{name}", done=done)
         await wake()
         return {**answer(name, who), "done": done}
@@ -206,11 +187,8 @@ def make_router(prefix: str, db: Database, settings: DeploymentsSettings) -> API
     @router.delete("/deployments/{name}", status_code=204,
                    summary="Stop every version, delete the deployment, its keys and its log")
     async def undeploy(name: str, who: Identity = Depends(allow("scientist"))) -> Response:
-        try:
-            with db.session() as session:
-                service.remove(session, who, name)
-        except DeployError as e:
-            raise _fail(e) from None
+        with db.session() as session:
+            service.remove(session, who, name)
         db.audit(who.name, "deployment.delete", f"deployment:{name}")
         await wake()
         return Response(status_code=204)
@@ -222,32 +200,23 @@ def make_router(prefix: str, db: Database, settings: DeploymentsSettings) -> API
         label = (body or {}).get("label", "") if isinstance(body, (dict, type(None))) else None
         if not isinstance(label, str):
             raise HTTPException(422, "The body is {\"label\": \"what the key is for\"}.")
-        try:
-            with db.session() as session:
-                row, key = service.create_key(session, who, name, label)
-                result = {**key_json(row), "key": key}
-        except DeployError as e:
-            raise _fail(e) from None
+        with db.session() as session:
+            row, key = service.create_key(session, who, name, label)
+            result = {**key_json(row), "key": key}
         db.audit(who.name, "deployment.key.create", f"deployment:{name}", key=result["prefix"])
         await wake()
         return result
 
     @router.get("/deployments/{name}/keys", summary="A deployment's API keys, by prefix")
     def list_keys(name: str, who: Identity = Depends(allow("scientist"))) -> dict:
-        try:
-            with db.session() as session:
-                return {"keys": [key_json(k) for k in service.keys(session, who, name)]}
-        except DeployError as e:
-            raise _fail(e) from None
+        with db.session() as session:
+            return {"keys": [key_json(k) for k in service.keys(session, who, name)]}
 
     @router.delete("/deployments/{name}/keys/{key_id}", status_code=204, summary="Revoke an API key")
     async def revoke_key(name: str, key_id: int, who: Identity = Depends(allow("scientist"))) -> Response:
-        try:
-            with db.session() as session:
-                row = service.revoke_key(session, who, name, key_id)
-                prefix = key_json(row)["prefix"]
-        except DeployError as e:
-            raise _fail(e) from None
+        with db.session() as session:
+            row = service.revoke_key(session, who, name, key_id)
+            prefix = key_json(row)["prefix"]
         db.audit(who.name, "deployment.key.revoke", f"deployment:{name}", key=prefix)
         # The router forgets the key before this answers.
         await wake()
@@ -260,13 +229,10 @@ def make_router(prefix: str, db: Database, settings: DeploymentsSettings) -> API
                     who: Identity = Depends(allow())) -> Any:
         if format not in ("json", "parquet"):
             raise HTTPException(422, "format is json or parquet.")
-        try:
-            with db.session() as session:
-                deployment = service.find(session, who, name)
-                rows = [prediction_json(p) for p in service.predictions(
-                    session, deployment, version=version, since=since, limit=limit)]
-        except DeployError as e:
-            raise _fail(e) from None
+        with db.session() as session:
+            deployment = service.find(session, who, name)
+            rows = [prediction_json(p) for p in service.predictions(
+                session, deployment, version=version, since=since, limit=limit)]
         if format == "json":
             return {"predictions": rows}
         import pandas as pd
@@ -283,21 +249,15 @@ def make_router(prefix: str, db: Database, settings: DeploymentsSettings) -> API
                 summary="Requests, errors and latency per minute and version")
     def metrics(name: str, minutes: int = Query(60, ge=1, le=7 * 24 * 60),
                 who: Identity = Depends(allow())) -> dict:
-        try:
-            with db.session() as session:
-                return service.metrics(session, service.find(session, who, name), minutes)
-        except DeployError as e:
-            raise _fail(e) from None
+        with db.session() as session:
+            return service.metrics(session, service.find(session, who, name), minutes)
 
     @router.get("/deployments/{name}/logs", summary="A version's build and serve logs (text)")
     def logs(name: str, version: int | None = None, lines: int = Query(200, ge=1, le=10_000),
              who: Identity = Depends(allow("scientist"))) -> PlainTextResponse:
-        try:
-            with db.session() as session:
-                deployment = service.find(session, who, name, change=True)
-                vs = service.versions(session, deployment)
-        except DeployError as e:
-            raise _fail(e) from None
+        with db.session() as session:
+            deployment = service.find(session, who, name, change=True)
+            vs = service.versions(session, deployment)
         chosen = next((v for v in vs if version is None or v.version == version), None)
         if chosen is None:
             raise HTTPException(404, f"Deployment {name!r} has no version {version}.")

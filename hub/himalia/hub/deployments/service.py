@@ -20,6 +20,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from ..errors import PlatformError
 from ..services.api.authz import ADMIN, may_use_shared
 from ..services.api.identity import Identity
 from .models import (BUILDING, FAILED, LIVE, RETIRED, SERVING, STARTING, Deployment,
@@ -33,12 +34,8 @@ KEY_PREFIX = "hmk_"
 MAX_SERVICE_CODE = 256 * 1024
 
 
-class DeployError(Exception):
+class DeployError(PlatformError):
     """A request that cannot be carried out; ``status`` is its HTTP status."""
-
-    def __init__(self, message: str, status: int = 422):
-        super().__init__(message)
-        self.status = status
 
 
 class NotFound(DeployError):

@@ -92,10 +92,6 @@ def run_json(run: JobRun, job: Job, settings: JobsSettings) -> dict:
     }
 
 
-def _fail(e: JobError) -> HTTPException:
-    return HTTPException(e.status, str(e))
-
-
 def make_router(prefix: str, db: Database, settings: JobsSettings) -> APIRouter:
     router = APIRouter(prefix=prefix + "/api/v1", dependencies=[Depends(allow())], tags=["jobs"])
     blobs = settings.blobs
@@ -111,10 +107,10 @@ def make_router(prefix: str, db: Database, settings: JobsSettings) -> APIRouter:
         else:
             job = session.scalar(select(Job).where(Job.owner == (owner or who.name), Job.name == ref))
         if job is None:
-            raise _fail(NotFound(f"Job {ref!r}"))
+            raise NotFound(f"Job {ref!r}")
         if who.name == job.owner or ADMIN in who.roles or (published_ok and job.published):
             return job
-        raise _fail(NotFound(f"Job {ref!r}"))
+        raise NotFound(f"Job {ref!r}")
 
     def find_run(session: Session, who: Identity, run_id: int, *, published_ok: bool = False
                  ) -> tuple[JobRun, Job]:
@@ -122,7 +118,7 @@ def make_router(prefix: str, db: Database, settings: JobsSettings) -> APIRouter:
         job = session.get(Job, run.job_id) if run else None
         if run is None or job is None or not (
                 who.name == run.owner or ADMIN in who.roles or (published_ok and job.published)):
-            raise _fail(NotFound(f"Run {run_id}"))
+            raise NotFound(f"Run {run_id}")
         return run, job
 
     async def snapshot_from(who: Identity, owner: str, spec: dict) -> Snapshot | None:
@@ -130,10 +126,10 @@ def make_router(prefix: str, db: Database, settings: JobsSettings) -> APIRouter:
         that the runner reads as the owner."""
         inputs = spec.get("inputs") or []
         if not isinstance(inputs, list) or not all(isinstance(p, str) for p in inputs):
-            raise _fail(JobError("must be a list of paths in your home folder", field="inputs"))
+            raise JobError("must be a list of paths in your home folder", field="inputs")
         notebook, path = spec.get("notebook"), spec.get("path")
         if notebook is not None and path is not None:
-            raise _fail(JobError("give either 'notebook' (its JSON) or 'path', not both", field="notebook"))
+            raise JobError("give either 'notebook' (its JSON) or 'path', not both", field="notebook")
         if notebook is None and path is None and not inputs:
             return None
         limit = settings.limits.max_notebook_bytes
@@ -141,7 +137,7 @@ def make_router(prefix: str, db: Database, settings: JobsSettings) -> APIRouter:
         source = ""
         if path is not None or inputs:
             if path is not None and not isinstance(path, str):
-                raise _fail(JobError("must be a path in your home folder", field="path"))
+                raise JobError("must be a path in your home folder", field="path")
             try:
                 reply = await control.request(settings.runner_socket, {
                     "op": "snapshot", "owner": owner, "path": path, "inputs": inputs,
@@ -150,27 +146,24 @@ def make_router(prefix: str, db: Database, settings: JobsSettings) -> APIRouter:
                 raise HTTPException(503, f"Cannot read files from your home now: {e}. "
                                          "Send the notebook's JSON instead, or try again.") from None
             if not reply.get("ok"):
-                raise _fail(JobError(reply.get("message", "cannot read it"),
-                                     status=reply.get("status", 422), field=reply.get("field", "path")))
+                raise JobError(reply.get("message", "cannot read it"),
+                                     status=reply.get("status", 422), field=reply.get("field", "path"))
             files = {p: base64.b64decode(d) for p, d in reply.get("inputs", {}).items()}
             if path is not None:
                 notebook = base64.b64decode(reply["notebook"])
                 source = reply.get("source_path", path)
         if notebook is None:
             return Snapshot(None, files, source)  # type: ignore[arg-type]
-        try:
-            nb = service.read_notebook(notebook, max_bytes=limit)
-        except JobError as e:
-            raise _fail(e) from None
+        nb = service.read_notebook(notebook, max_bytes=limit)
         return Snapshot(nb, files, source)
 
     def check_keys(spec: Any) -> dict:
         if not isinstance(spec, dict):
-            raise _fail(JobError("the body must be a JSON object"))
+            raise JobError("the body must be a JSON object")
         unknown = set(spec) - SPEC_KEYS
         if unknown:
-            raise _fail(JobError(f"unknown field(s) {sorted(unknown)}; the fields are "
-                                 f"{', '.join(sorted(SPEC_KEYS))}", field=sorted(unknown)[0]))
+            raise JobError(f"unknown field(s) {sorted(unknown)}; the fields are "
+                                 f"{', '.join(sorted(SPEC_KEYS))}", field=sorted(unknown)[0])
         return spec
 
     @router.post("/jobs", status_code=201, summary="Create a job from a notebook (JSON or a path)",
@@ -182,15 +175,12 @@ def make_router(prefix: str, db: Database, settings: JobsSettings) -> APIRouter:
             raise HTTPException(403, f"Jobs run as the person who owns them; '{who.name}' is a "
                                      "service: create the job with that person's token.")
         if spec.get("notebook") is None and spec.get("path") is None:
-            raise _fail(JobError("give the notebook's JSON ('notebook') or its path in your "
-                                 "home folder ('path')", field="notebook"))
+            raise JobError("give the notebook's JSON ('notebook') or its path in your "
+                                 "home folder ('path')", field="notebook")
         snapshot = await snapshot_from(who, who.name, spec)
-        try:
-            with db.session() as session:
-                job = service.create_job(session, blobs, who.name, spec, snapshot, settings.limits)
-                answer = job_json(session, job)
-        except JobError as e:
-            raise _fail(e) from None
+        with db.session() as session:
+            job = service.create_job(session, blobs, who.name, spec, snapshot, settings.limits)
+            answer = job_json(session, job)
         db.audit(who.name, "job.create", f"job:{answer['id']}", name=answer["name"])
         wake()
         return answer
@@ -205,11 +195,8 @@ def make_router(prefix: str, db: Database, settings: JobsSettings) -> APIRouter:
     @router.get("/jobs/schedule-preview", summary="The next times a cron expression fires")
     def schedule_preview(cron: str, timezone: str = "UTC", count: int = Query(5, ge=1, le=20),
                          who: Identity = Depends(allow())) -> dict:
-        try:
-            expr = service.check_schedule(cron)
-            tz = service.check_timezone(timezone)
-        except JobError as e:
-            raise _fail(e) from None
+        expr = service.check_schedule(cron)
+        tz = service.check_timezone(timezone)
         if expr is None:
             return {"next": []}
         return {"next": [t.isoformat() for t in service.next_times(expr, tz, service.utcnow(), count)]}
@@ -220,8 +207,8 @@ def make_router(prefix: str, db: Database, settings: JobsSettings) -> APIRouter:
         """What a job made from this notebook would take: ``{"parameters": {name: {"type",
         "default", "help"}}}``, read from its cell tagged ``parameters``. Nothing is stored."""
         if not isinstance(spec, dict) or set(spec) - {"notebook", "path"} or len(spec) != 1:
-            raise _fail(JobError("the body is {\"notebook\": <JSON>} or {\"path\": <path in your "
-                                 "home folder>}", field="notebook"))
+            raise JobError("the body is {\"notebook\": <JSON>} or {\"path\": <path in your "
+                                 "home folder>}", field="notebook")
         snapshot = await snapshot_from(who, who.name, spec)
         return {"parameters": service.notebook_parameters(snapshot.notebook)}
 
@@ -234,21 +221,18 @@ def make_router(prefix: str, db: Database, settings: JobsSettings) -> APIRouter:
     async def update_job(ref: str, spec: Any = Body(...), who: Identity = Depends(allow("scientist"))) -> dict:
         spec = check_keys(spec)
         if "name" in spec:
-            raise _fail(JobError("a job keeps its name; create a new job instead", field="name"))
+            raise JobError("a job keeps its name; create a new job instead", field="name")
         with db.session() as session:
             owner = find_job(session, who, ref).owner
         snapshot = await snapshot_from(who, owner, spec)
-        try:
-            with db.session() as session:
-                job = find_job(session, who, ref)
-                if snapshot is not None and snapshot.notebook is None:
-                    current = service.job_version(session, job)
-                    nb = nbformat.reads(blobs.get(current.notebook).decode(), as_version=4)
-                    snapshot = Snapshot(nb, snapshot.inputs, current.source_path)
-                job = service.update_job(session, blobs, job, spec, snapshot, settings.limits)
-                answer = job_json(session, job)
-        except JobError as e:
-            raise _fail(e) from None
+        with db.session() as session:
+            job = find_job(session, who, ref)
+            if snapshot is not None and snapshot.notebook is None:
+                current = service.job_version(session, job)
+                nb = nbformat.reads(blobs.get(current.notebook).decode(), as_version=4)
+                snapshot = Snapshot(nb, snapshot.inputs, current.source_path)
+            job = service.update_job(session, blobs, job, spec, snapshot, settings.limits)
+            answer = job_json(session, job)
         db.audit(who.name, "job.update", f"job:{answer['id']}", fields=sorted(spec))
         wake()
         return answer
@@ -282,14 +266,11 @@ def make_router(prefix: str, db: Database, settings: JobsSettings) -> APIRouter:
     def submit_run(ref: str, body: Any = Body(None), who: Identity = Depends(allow("scientist"))) -> dict:
         body = body or {}
         if not isinstance(body, dict) or set(body) - {"parameters"}:
-            raise _fail(JobError("the body is {\"parameters\": {name: value}}"))
-        try:
-            with db.session() as session:
-                job = find_job(session, who, ref)
-                run = service.submit_run(session, job, body.get("parameters"))
-                answer = run_json(run, job, settings)
-        except JobError as e:
-            raise _fail(e) from None
+            raise JobError("the body is {\"parameters\": {name: value}}")
+        with db.session() as session:
+            job = find_job(session, who, ref)
+            run = service.submit_run(session, job, body.get("parameters"))
+            answer = run_json(run, job, settings)
         db.audit(who.name, "run.submit", f"run:{answer['id']}", job=answer["job_id"])
         wake()
         return answer
@@ -313,13 +294,10 @@ def make_router(prefix: str, db: Database, settings: JobsSettings) -> APIRouter:
 
     @router.post("/runs/{run_id}/cancel", summary="Cancel a queued or running run")
     def cancel_run(run_id: int, who: Identity = Depends(allow("scientist"))) -> dict:
-        try:
-            with db.session() as session:
-                run, job = find_run(session, who, run_id)
-                service.cancel_run(session, run)
-                answer = run_json(run, job, settings)
-        except JobError as e:
-            raise _fail(e) from None
+        with db.session() as session:
+            run, job = find_run(session, who, run_id)
+            service.cancel_run(session, run)
+            answer = run_json(run, job, settings)
         db.audit(who.name, "run.cancel", f"run:{run_id}")
         wake()
         return answer
@@ -400,24 +378,21 @@ def make_router(prefix: str, db: Database, settings: JobsSettings) -> APIRouter:
     async def put_value(run_id: int, name: str, request: Request,
                         who: Identity = Depends(allow("scientist"))) -> dict:
         body = await request.body()
-        try:
-            with db.session() as session:
-                run, _ = find_run(session, who, run_id)
-                require_owner_or_admin(who, run.owner, f"run {run_id}")
-                if request.headers.get("content-type", "").startswith(PARQUET):
-                    row = service.record_value(session, blobs, run, name, parquet=body)
-                else:
-                    try:
-                        payload = json.loads(body or b"null")
-                    except ValueError:
-                        raise JobError("the body must be JSON {\"value\": ...} or Parquet "
-                                       f"(Content-Type: {PARQUET})", field="body") from None
-                    if not isinstance(payload, dict) or "value" not in payload:
-                        raise JobError("the body is {\"value\": <JSON>}", field="body")
-                    row = service.record_value(session, blobs, run, name, value=payload["value"])
-                return {"run": run_id, "name": row.name, "kind": row.kind}
-        except JobError as e:
-            raise _fail(e) from None
+        with db.session() as session:
+            run, _ = find_run(session, who, run_id)
+            require_owner_or_admin(who, run.owner, f"run {run_id}")
+            if request.headers.get("content-type", "").startswith(PARQUET):
+                row = service.record_value(session, blobs, run, name, parquet=body)
+            else:
+                try:
+                    payload = json.loads(body or b"null")
+                except ValueError:
+                    raise JobError("the body must be JSON {\"value\": ...} or Parquet "
+                                   f"(Content-Type: {PARQUET})", field="body") from None
+                if not isinstance(payload, dict) or "value" not in payload:
+                    raise JobError("the body is {\"value\": <JSON>}", field="body")
+                row = service.record_value(session, blobs, run, name, value=payload["value"])
+            return {"run": run_id, "name": row.name, "kind": row.kind}
 
     def _value_response(row: RunValue, run: JobRun) -> Response:
         headers = {"X-Himalia-Run": str(run.id)}

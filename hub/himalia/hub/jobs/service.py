@@ -26,6 +26,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ..errors import PlatformError
 from .models import (CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, TERMINAL, TIMED_OUT, Job,
                      JobRun, JobVersion, RunValue)
 
@@ -43,13 +44,12 @@ ACCEPTS: dict[str, tuple[type, ...]] = {
 NOTIFY_EVENTS = ("failure", "success")
 
 
-class JobError(Exception):
+class JobError(PlatformError):
     """A request that cannot be carried out; ``status`` is its HTTP status, ``field`` the
     part of the request at fault."""
 
     def __init__(self, message: str, status: int = 422, field: str = ""):
-        super().__init__(f"{field}: {message}" if field else message)
-        self.status = status
+        super().__init__(f"{field}: {message}" if field else message, status)
         self.field = field
 
 

@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..._version import __version__
+from ...errors import PlatformError
 from ...storage import Database
 from . import guide
 from .authz import ADMIN, allow, has_role, unprotected_routes
@@ -186,6 +187,11 @@ def create_app(settings: APISettings) -> FastAPI:
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
         )
         return _error(422, f"Invalid request: {problems}")
+
+    @app.exception_handler(PlatformError)
+    async def platform_error(request: Request, exc: PlatformError):
+        # A capability's rules refused the request (deployments, jobs): its status and message.
+        return _error(exc.status, str(exc))
 
     @app.exception_handler(BrowserLogin)
     async def browser_login(request: Request, exc: BrowserLogin):

@@ -193,6 +193,13 @@ def test_a_run_gets_typed_parameters_and_runs_as_its_owner_without_a_server(plat
     assert values["table"]["kind"] == "parquet"
     latest = alice.ok("GET", "/jobs/report/values/total")
     assert latest["value"] == 2.0 and latest["run"] == run["id"]
+    # Each recorded value is a change made as alice: it is in the audit log.
+    import sqlite3
+
+    with sqlite3.connect(platform.state_dir / "api" / "himalia.sqlite") as audit:
+        recorded = audit.execute("SELECT actor, json_extract(detail, '$.name') FROM himalia_audit_log "
+                                 "WHERE action = 'run.value' AND target = ?", (f"run:{run['id']}",)).fetchall()
+    assert sorted(recorded) == [(alice.name, "table"), (alice.name, "total"), (alice.name, "who")]
     wait_for(lambda: alice.call("GET", f"/runs/{run['id']}/output", params={"format": "html"}).status_code == 200,
              60, what="the HTML rendering")
     assert "typed" in alice.call("GET", f"/runs/{run['id']}/output", params={"format": "html"}).text

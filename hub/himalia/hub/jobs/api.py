@@ -392,7 +392,9 @@ def make_router(prefix: str, db: Database, settings: JobsSettings) -> APIRouter:
                 if not isinstance(payload, dict) or "value" not in payload:
                     raise JobError("the body is {\"value\": <JSON>}", field="body")
                 row = service.record_value(session, blobs, run, name, value=payload["value"])
-            return {"run": run_id, "name": row.name, "kind": row.kind}
+            answer = {"run": run_id, "name": row.name, "kind": row.kind}
+        db.audit(who.name, "run.value", f"run:{run_id}", name=answer["name"], kind=answer["kind"])
+        return answer
 
     def _value_response(row: RunValue, run: JobRun) -> Response:
         headers = {"X-Himalia-Run": str(run.id)}

@@ -8,7 +8,6 @@ import shlex
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics
-from IPython.core.magic_arguments import parse_argstring
 
 HELP_FLAGS = {"-h", "--help"}
 
@@ -25,14 +24,18 @@ class HimaliaMagics(Magics):
     """Base of himalia's magics: ``self.parse(self.magic, line)`` instead of ``parse_argstring``."""
 
     def parse(self, magic_func, line: str) -> argparse.Namespace | None:
-        """The parsed arguments, or None after printing the help for ``-h``/``--help``."""
+        """The parsed arguments, or None after printing the help for ``-h``/``--help``.
+
+        The line is split as a POSIX shell splits it (IPython's own splitting keeps quotes:
+        ``--cron '0 2 * * *'`` would arrive quoted, and ``--param label='a b'`` as two words).
+        """
         name = magic_func.__name__
         if wants_help(line):
             print(magic_func.parser.format_help().rstrip())
             return None
         try:
-            return parse_argstring(magic_func, line)
-        except UsageError as e:
+            return magic_func.parser.parse_args(shlex.split(line))
+        except (UsageError, ValueError) as e:
             raise UsageError(f"%{name}: {e} (see %{name} --help)") from None
 
 

@@ -7,11 +7,9 @@ Everything else (validation, parameters, schedules) is the platform API's, throu
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
-import shlex
 from datetime import datetime
 from html import escape
 from pathlib import PurePosixPath
@@ -26,7 +24,7 @@ from traitlets import Callable
 from himalia.sdk import Client, HimaliaError, Jobs
 from himalia.sdk.lineage import notebook_path
 
-from .base import HimaliaMagics, wants_help
+from .base import HimaliaMagics
 
 
 def parse_parameters(pairs: Iterable[str] | None) -> dict:
@@ -128,18 +126,6 @@ def api_message(error: HimaliaError) -> str:
 @magics_class
 class JobMagics(HimaliaMagics):
     """Scheduled notebook jobs; configurable as ``c.JobMagics``."""
-
-    def parse(self, magic_func, line: str) -> argparse.Namespace | None:
-        """As :meth:`HimaliaMagics.parse`, but the line is split as a POSIX shell splits it:
-        IPython's own splitting keeps quotes (``--cron '0 2 * * *'`` would arrive quoted, and
-        ``--param label='a b'`` as two words)."""
-        if wants_help(line):
-            return super().parse(magic_func, line)
-        name = magic_func.__name__
-        try:
-            return magic_func.parser.parse_args(shlex.split(line))
-        except (UsageError, ValueError) as e:
-            raise UsageError(f"%{name}: {e} (see %{name} --help)") from None
 
     client_factory = Callable(
         Client.from_env,

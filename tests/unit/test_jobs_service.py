@@ -166,3 +166,18 @@ def test_a_service_knows_a_hub_user_by_creation_time_alone():
     assert not same_owner("hub-user:4:2026-01-01T00:00:00", "hub-user:?:2026-02-01T00:00:00")
     assert not same_owner("hub-user:4:2026-01-01T00:00:00", "hub-user:5:2026-01-01T00:00:00")
     assert not same_owner("service", "hub-user:?:x")
+
+
+def test_outputs_past_keep_runs_expire_newest_kept(db, blobs):
+    job_id = make(db, blobs, keep_runs=2)
+    with db.session() as s:
+        job = s.get(service.Job, job_id)
+        runs = [service.submit_run(s, job, {}) for _ in range(5)]
+        s.flush()
+        for run in runs[:4]:
+            service.finish(s, run, FAILED, "done")
+        runs[3].outputs_removed = True  # the newest ended run's files were removed by hand
+    with db.session() as s:
+        expired = service.expired_outputs(s, s.get(service.Job, job_id))
+        # The newest two ended runs count as kept even so; the queued one has not ended.
+        assert [r.id for r in expired] == [runs[1].id, runs[0].id]

@@ -548,9 +548,11 @@ def orphaned_runs(db: Session, alive_pid: int) -> list[JobRun]:
 
 def expired_outputs(db: Session, job: Job) -> list[JobRun]:
     """Ended runs of ``job`` past its ``keep_runs`` newest whose files are still there."""
-    ended = list(db.scalars(select(JobRun).where(JobRun.job_id == job.id, JobRun.state.in_(TERMINAL))
-                            .order_by(JobRun.id.desc())))
-    return [r for r in ended[job.keep_runs:] if not r.outputs_removed]
+    # Only the rows past the newest keep_runs are read (a job may have thousands of runs).
+    past = (select(JobRun.id).where(JobRun.job_id == job.id, JobRun.state.in_(TERMINAL))
+            .order_by(JobRun.id.desc()).offset(job.keep_runs))
+    return list(db.scalars(select(JobRun).where(JobRun.id.in_(past), JobRun.outputs_removed.is_(False))
+                           .order_by(JobRun.id.desc())))
 
 
 def latest_value(db: Session, job: Job, name: str) -> tuple[JobRun, RunValue] | None:

@@ -264,18 +264,24 @@ def _jobs_api_environment(cfg: HimaliaConfig, paths: StatePaths) -> dict:
     }
 
 
-def _jobs_runner(cfg: HimaliaConfig, paths: StatePaths, runtime: Runtime, as_root: bool,
-                 python: str, api_url: str, tracking_url: str) -> dict:
-    """The job runner service: root when the platform is (kernels run as each run's owner)."""
+def _files_owner(cfg: HimaliaConfig, as_root: bool) -> tuple[int | None, int | None]:
+    """The API's account (uid, gid), which must read what the root services write for it and
+    may open their control sockets; (None, None) without root or before it exists."""
     import pwd
 
-    files_uid = files_gid = None
     if as_root:
         try:
             account = pwd.getpwnam(cfg.service_user)
-            files_uid, files_gid = account.pw_uid, account.pw_gid
+            return account.pw_uid, account.pw_gid
         except KeyError:
             pass
+    return None, None
+
+
+def _jobs_runner(cfg: HimaliaConfig, paths: StatePaths, runtime: Runtime, as_root: bool,
+                 python: str, api_url: str, tracking_url: str) -> dict:
+    """The job runner service: root when the platform is (kernels run as each run's owner)."""
+    files_uid, files_gid = _files_owner(cfg, as_root)
     local = cfg.backend == "local"
     runner = {
         "state_dir": str(paths.root),
@@ -318,15 +324,7 @@ def _deployment_manager(cfg: HimaliaConfig, paths: StatePaths, runtime: Runtime,
                         python: str) -> dict:
     """The deployment manager and model router: root when the platform is (model servers run
     as their deployment's owner), behind the proxy at /models/ (Proxy.extra_routes)."""
-    import pwd
-
-    files_uid = files_gid = None
-    if as_root:
-        try:
-            account = pwd.getpwnam(cfg.service_user)
-            files_uid, files_gid = account.pw_uid, account.pw_gid
-        except KeyError:
-            pass
+    files_uid, files_gid = _files_owner(cfg, as_root)
     manager = {
         "state_dir": str(paths.root),
         "db_url": cfg.resolved_api_db_url(runtime.api_db_password),

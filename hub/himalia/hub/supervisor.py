@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import logging
 import os
@@ -161,3 +162,18 @@ def keep_running(argv: list[str], what: str) -> int:
         if quick_failures > 1:
             time.sleep(min(2 ** quick_failures, 60))
     return 0
+
+
+async def control_socket(path: Path, handle, group: int | None) -> asyncio.AbstractServer:
+    """A service's Unix control socket at ``path`` (made anew): the service's own account may
+    connect, and, when the service runs as root, the group ``group`` (the API's account)."""
+    path.unlink(missing_ok=True)
+    old = os.umask(0o177)
+    try:
+        server = await asyncio.start_unix_server(handle, str(path), limit=256 * 1024 * 1024)
+    finally:
+        os.umask(old)
+    if group is not None and os.geteuid() == 0:
+        os.chown(path, 0, group)
+        os.chmod(path, 0o660)
+    return server

@@ -21,7 +21,18 @@ def wants_help(line: str) -> bool:
 
 
 class HimaliaMagics(Magics):
-    """Base of himalia's magics: ``self.parse(self.magic, line)`` instead of ``parse_argstring``."""
+    """Base of himalia's magics: ``self.parse(self.magic, line)`` instead of ``parse_argstring``,
+    and ``self._cell``, the cell being run as it was typed (for lineage: its hash), whether or
+    not the front end keeps it in the history."""
+
+    def __init__(self, shell=None, **kwargs):
+        super().__init__(shell=shell, **kwargs)
+        self._cell = ""
+        if shell is not None:
+            shell.events.register("pre_run_cell", self._remember_cell)
+
+    def _remember_cell(self, info) -> None:
+        self._cell = info.raw_cell or ""
 
     def parse(self, magic_func, line: str) -> argparse.Namespace | None:
         """The parsed arguments, or None after printing the help for ``-h``/``--help``.

@@ -83,16 +83,6 @@ class DeployMagics(HimaliaMagics):
     ).tag(config=True)
     poll_interval = Float(1.0, help="Seconds between two looks at a deploying version.").tag(config=True)
 
-    def __init__(self, shell=None, **kwargs):
-        super().__init__(shell=shell, **kwargs)
-        self._cell = ""
-        if shell is not None:
-            # The deploying cell as run, for its hash in the deployment's lineage.
-            shell.events.register("pre_run_cell", self._remember_cell)
-
-    def _remember_cell(self, info) -> None:
-        self._cell = info.raw_cell or ""
-
     def _deployments(self, magic: str) -> Deployments:
         try:
             return Deployments(self.client_factory())

@@ -67,16 +67,6 @@ class TrackingMagics(HimaliaMagics):
         3.0, help="Seconds to wait for MLflow's health check before tracking without it."
     ).tag(config=True)
 
-    def __init__(self, shell=None, **kwargs):
-        super().__init__(shell=shell, **kwargs)
-        self._cell = ""
-        if shell is not None:
-            # The cell being run, whether or not the front end stores it in the history.
-            shell.events.register("pre_run_cell", self._remember_cell)
-
-    def _remember_cell(self, info) -> None:
-        self._cell = info.raw_cell or ""
-
     # -- helpers ---------------------------------------------------------------------------
     def _cell_source(self) -> str:
         return self._cell

@@ -43,7 +43,8 @@ from jupyterhub.services.auth import HubAuth
 from ..cli.common import free_port
 from ..owners import Account, Owners
 from ..storage import Database
-from ..supervisor import children, forget, keep_running, kill_leftovers, remember, signal_group
+from ..supervisor import (children, control_socket, forget, keep_running, kill_leftovers, remember,
+                          signal_group)
 from ..unixusers import AccountError
 from . import service
 from .build import CUSTOM_PREDICT_PATH, GENERIC_PREDICT_PATH, RESULT_MARKER
@@ -594,17 +595,7 @@ class Manager:
 
     # -- control socket --------------------------------------------------------------------------
     async def serve_control(self) -> asyncio.AbstractServer:
-        path = Path(self.config.socket)
-        path.unlink(missing_ok=True)
-        old = os.umask(0o177)
-        try:
-            server = await asyncio.start_unix_server(self.handle, str(path))
-        finally:
-            os.umask(old)
-        if self.config.files_gid is not None and os.geteuid() == 0:
-            os.chown(path, 0, self.config.files_gid)
-            os.chmod(path, 0o660)
-        return server
+        return await control_socket(Path(self.config.socket), self.handle, self.config.files_gid)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

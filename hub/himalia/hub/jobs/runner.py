@@ -40,7 +40,7 @@ from sqlalchemy import select
 from ..profiles import ProfileError, local_overrides, parse_profiles
 from ..owners import Account, Owners
 from ..storage import Database
-from ..supervisor import keep_running, kill_leftovers
+from ..supervisor import control_socket, keep_running, kill_leftovers
 from ..unixusers import AccountError
 from ..userenv import user_environment
 from . import service
@@ -471,17 +471,9 @@ class Runner:
 
     # -- control socket --------------------------------------------------------------------------
     async def serve_control(self) -> asyncio.AbstractServer:
-        path = Path(self.config.socket)
-        path.unlink(missing_ok=True)
-        old = os.umask(0o177)
-        try:
-            server = await asyncio.start_unix_server(self.handle, str(path), limit=256 * 1024 * 1024)
-        finally:
-            os.umask(old)
-        if self.config.files_uid is not None and os.geteuid() == 0:
-            os.chown(path, 0, self.config.files_gid)
-            os.chmod(path, 0o660)
-        return server
+        # Snapshot replies carry whole notebooks: lines up to 256 MB (control.MAX_LINE).
+        return await control_socket(Path(self.config.socket), self.handle,
+                                    self.config.files_gid if self.config.files_uid is not None else None)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

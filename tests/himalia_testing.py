@@ -8,6 +8,7 @@ is set (CI sets it), in which case they fail.
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import pwd
@@ -26,6 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 import requests
@@ -73,6 +75,59 @@ def alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+API_PREFIX = "/services/himalia/api/v1/"
+
+
+class ScriptedAPI(http.server.BaseHTTPRequestHandler):
+    """A scripted stand-in of the platform's HTTP API, for unit tests of its clients (the SDK,
+    the CLI). ``script[(METHOD, path)]`` (``path`` without :data:`API_PREFIX`) is a list of
+    ``(status, body)`` replies, one per call, the last one repeating; a body is JSON, text,
+    bytes (Parquet) or a function of the request's JSON. Every request is recorded in ``seen``
+    as ``(method, path, query, json, authorization)``."""
+
+    script: dict = {}
+    seen: list = []
+
+    def _answer(self):
+        url = urlparse(self.path)
+        length = int(self.headers.get("content-length") or 0)
+        body = json.loads(self.rfile.read(length)) if length else None
+        path = url.path.removeprefix(API_PREFIX)
+        ScriptedAPI.seen.append((self.command, path, parse_qs(url.query), body,
+                                 self.headers.get("authorization")))
+        replies = ScriptedAPI.script.get((self.command, path))
+        status, reply = (replies.pop(0) if len(replies) > 1 else replies[0]) if replies else (
+            404, {"status": 404, "message": f"{path} does not exist"})
+        reply = reply(body) if callable(reply) else reply
+        kind = {bytes: "application/vnd.apache.parquet", str: "text/plain"}.get(type(reply),
+                                                                                "application/json")
+        data = reply if isinstance(reply, bytes) else (
+            reply.encode() if isinstance(reply, str) else json.dumps(reply).encode())
+        self.send_response(status)
+        self.send_header("content-type", kind)
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _answer  # noqa: N815 - http.server's names
+
+    def log_message(self, *args):
+        pass
+
+
+@contextmanager
+def scripted_api() -> Iterator[str]:
+    """:class:`ScriptedAPI` on a free port, with an empty script; yields its base URL."""
+    ScriptedAPI.script, ScriptedAPI.seen = {}, []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ScriptedAPI)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def kill_group(pid: int | None, timeout: float = 15.0) -> None:

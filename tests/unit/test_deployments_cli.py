@@ -4,10 +4,7 @@ on 127.0.0.1."""
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
-from urllib.parse import parse_qs, urlparse
 
 import pytest
 
@@ -15,49 +12,16 @@ from himalia.hub.cli import build_parser, main
 from himalia.hub.cli import deployments as deployments_cli
 from himalia.hub.cli import platform as platform_cli
 from himalia.hub.config import StatePaths
-from himalia_testing import free_port
+from himalia_testing import ScriptedAPI, free_port, scripted_api
 
 PREFIX = "/services/himalia/api/v1/"
 
 
-class ScriptedAPI(http.server.BaseHTTPRequestHandler):
-    """Replies to ``(METHOD, path)`` from ``script`` in turn (the last one repeating) and records
-    ``(method, path, query, json)``."""
-
-    script: dict = {}
-    seen: list = []
-
-    def _answer(self):
-        url = urlparse(self.path)
-        length = int(self.headers.get("content-length") or 0)
-        path = url.path.removeprefix(PREFIX)
-        ScriptedAPI.seen.append((self.command, path, parse_qs(url.query),
-                                 json.loads(self.rfile.read(length)) if length else None))
-        replies = ScriptedAPI.script.get((self.command, path)) or [(404, {"status": 404, "message": "no route"})]
-        status, reply = replies.pop(0) if len(replies) > 1 else replies[0]
-        data = reply.encode() if isinstance(reply, str) else json.dumps(reply).encode()
-        self.send_response(status)
-        self.send_header("content-type", "text/plain" if isinstance(reply, str) else "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    do_GET = do_POST = do_PATCH = do_DELETE = _answer  # noqa: N815 - http.server's names
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def api(monkeypatch):
-    ScriptedAPI.script, ScriptedAPI.seen = {}, []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ScriptedAPI)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     monkeypatch.setattr(deployments_cli, "WAIT_INTERVAL", 0.01)
-    yield {"HIMALIA_API_URL": f"http://127.0.0.1:{server.server_port}/services/himalia/",
-           "JUPYTERHUB_API_TOKEN": "user-token"}
-    server.shutdown()
-    server.server_close()
+    with scripted_api() as url:
+        yield {"HIMALIA_API_URL": f"{url}/services/himalia/", "JUPYTERHUB_API_TOKEN": "user-token"}
 
 
 def version(number: int = 2, state: str = "building", **fields) -> dict:

@@ -5,11 +5,7 @@ API and of a served model on 127.0.0.1, and over a real MLflow model saved in a 
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
-import json
-import threading
-from urllib.parse import parse_qs, urlparse
 
 import mlflow
 import numpy as np
@@ -21,55 +17,16 @@ from himalia.sdk import Client, Deployments, HimaliaError, batch_job, batch_pred
 from himalia.sdk.deployments import (DeploymentFailed, batch_job_name, batch_notebook,
                                      deploy_lineage, is_model_uri, models_base_url,
                                      scoring_body)
+from himalia_testing import ScriptedAPI, scripted_api
 
-API = "/services/himalia/api/v1/"
 PARQUET = "application/vnd.apache.parquet"
-
-
-class StandIn(http.server.BaseHTTPRequestHandler):
-    """Answers ``(METHOD, path)`` (API paths without their prefix) from ``script``: replies, one
-    per call, the last one repeating; a reply is ``(status, body)`` where a body is JSON, text,
-    bytes (Parquet) or a function of the request's JSON. Records ``(method, path, query, json,
-    authorization)``."""
-
-    script: dict = {}
-    seen: list = []
-
-    def _answer(self):
-        url = urlparse(self.path)
-        length = int(self.headers.get("content-length") or 0)
-        body = json.loads(self.rfile.read(length)) if length else None
-        path = url.path.removeprefix(API)
-        StandIn.seen.append((self.command, path, parse_qs(url.query), body,
-                             self.headers.get("authorization")))
-        replies = StandIn.script.get((self.command, path))
-        status, reply = (replies.pop(0) if len(replies) > 1 else replies[0]) if replies else (
-            404, {"status": 404, "message": f"no {path}"})
-        reply = reply(body) if callable(reply) else reply
-        kind = {bytes: PARQUET, str: "text/plain"}.get(type(reply), "application/json")
-        data = reply if isinstance(reply, bytes) else (
-            reply.encode() if isinstance(reply, str) else json.dumps(reply).encode())
-        self.send_response(status)
-        self.send_header("content-type", kind)
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    do_GET = do_POST = do_PATCH = do_DELETE = _answer  # noqa: N815 - http.server's names
-
-    def log_message(self, *args):
-        pass
 
 
 @pytest.fixture
 def platform():
     """A client whose API and models URLs point at the stand-in."""
-    StandIn.script, StandIn.seen = {}, []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), StandIn)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield Deployments(Client(f"http://127.0.0.1:{server.server_port}/services/himalia/", "user-token"))
-    server.shutdown()
-    server.server_close()
+    with scripted_api() as url:
+        yield Deployments(Client(f"{url}/services/himalia/", "user-token"))
 
 
 def version(number: int = 2, state: str = "building", **fields) -> dict:
@@ -112,23 +69,23 @@ def test_lineage_names_the_notebook_the_cell_and_the_job_run():
 # -- the API -----------------------------------------------------------------------------------
 def test_deploy_sends_what_was_given_and_returns_the_accepted_version(platform):
     accepted = {"deployment": deployment(version()), "version": version()}
-    StandIn.script[("POST", "deployments")] = [(202, accepted)]
+    ScriptedAPI.script[("POST", "deployments")] = [(202, accepted)]
     answer = platform.deploy("churn", "models:/m-1", canary_percent=10, replicas=2,
                              service_code="class S: ...", lineage={"notebook": "a.ipynb"},
                              shared_with=["bob"])
     assert answer == accepted
-    method, path, _, body, auth = StandIn.seen[0]
+    method, path, _, body, auth = ScriptedAPI.seen[0]
     assert (method, path, auth) == ("POST", "deployments", "token user-token")
     assert body == {"name": "churn", "model_uri": "models:/m-1", "canary_percent": 10, "replicas": 2,
                     "service_code": "class S: ...", "lineage": {"notebook": "a.ipynb"},
                     "shared_with": ["bob"]}
     platform.deploy("churn", "runs:/r1/model")
-    assert StandIn.seen[1][3] == {"name": "churn", "model_uri": "runs:/r1/model", "canary_percent": 0,
+    assert ScriptedAPI.seen[1][3] == {"name": "churn", "model_uri": "runs:/r1/model", "canary_percent": 0,
                                   "replicas": 1}
 
 
 def test_the_platforms_refusal_is_its_message_and_status(platform):
-    StandIn.script[("POST", "deployments")] = [(422, {"status": 422, "message": "name: must be a DNS label"})]
+    ScriptedAPI.script[("POST", "deployments")] = [(422, {"status": 422, "message": "name: must be a DNS label"})]
     with pytest.raises(HimaliaError, match="name: must be a DNS label") as refused:
         platform.deploy("Churn!", "models:/m-1")
     assert refused.value.status == 422
@@ -136,7 +93,7 @@ def test_the_platforms_refusal_is_its_message_and_status(platform):
 
 def test_every_route_of_the_contract(platform):
     served = deployment(version(2, "serving", traffic=100))
-    StandIn.script.update({
+    ScriptedAPI.script.update({
         ("GET", "deployments"): [(200, {"deployments": [served]})],
         ("GET", "deployments/churn"): [(200, served)],
         ("PATCH", "deployments/churn"): [(200, {**served, "shared_with": ["bob"]})],
@@ -160,7 +117,7 @@ def test_every_route_of_the_contract(platform):
     assert platform.revoke_key("churn", 5) is None
     assert platform.metrics("churn", minutes=15) == {"buckets": [], "totals": {}}
     assert platform.logs("churn", version=2, lines=50) == "build ok\nserving\n"
-    sent = [(m, p, q, b) for m, p, q, b, _ in StandIn.seen]
+    sent = [(m, p, q, b) for m, p, q, b, _ in ScriptedAPI.seen]
     assert sent == [
         ("GET", "deployments", {"offset": ["0"], "limit": ["10"]}, None),
         ("GET", "deployments/churn", {}, None),
@@ -183,19 +140,19 @@ def test_predictions_as_records_and_as_a_frame_from_parquet(platform):
              "status": 200, "inputs": '{"x": 1}', "outputs": "[0]", "caller": "bob"}]
     buffer = io.BytesIO()
     pd.DataFrame(rows).to_parquet(buffer)
-    StandIn.script[("GET", "deployments/churn/predictions")] = [
+    ScriptedAPI.script[("GET", "deployments/churn/predictions")] = [
         (200, {"predictions": rows}), (200, buffer.getvalue())]
     since = datetime(2026, 11, 20, tzinfo=timezone.utc)
     assert platform.predictions("churn", version=2, since=since, limit=5) == rows
     frame = platform.predictions_frame("churn")
     pd.testing.assert_frame_equal(frame, pd.DataFrame(rows))
-    assert StandIn.seen[0][2] == {"version": ["2"], "since": ["2026-11-20T00:00:00+00:00"], "limit": ["5"]}
-    assert StandIn.seen[1][2] == {"limit": ["100"], "format": ["parquet"]}
+    assert ScriptedAPI.seen[0][2] == {"version": ["2"], "since": ["2026-11-20T00:00:00+00:00"], "limit": ["5"]}
+    assert ScriptedAPI.seen[1][2] == {"limit": ["100"], "format": ["parquet"]}
 
 
 # -- waiting -----------------------------------------------------------------------------------
 def test_wait_follows_the_version_until_it_serves(platform):
-    StandIn.script[("GET", "deployments/churn")] = [
+    ScriptedAPI.script[("GET", "deployments/churn")] = [
         (200, deployment(version(2, "building"), version(1, "serving", traffic=100))),
         (200, deployment(version(2, "starting"), version(1, "serving", traffic=100))),
         (200, deployment(version(2, "serving", traffic=100), version(1, "retired")))]
@@ -206,7 +163,7 @@ def test_wait_follows_the_version_until_it_serves(platform):
 
 
 def test_a_failed_version_raises_with_its_reason(platform):
-    StandIn.script[("GET", "deployments/churn")] = [
+    ScriptedAPI.script[("GET", "deployments/churn")] = [
         (200, deployment(version(2, "failed", reason="health check: /healthz answered 500")))]
     with pytest.raises(DeploymentFailed, match="churn version 2 failed: health check: /healthz answered 500") as failed:
         platform.wait("churn", 2, poll=0.01)
@@ -214,7 +171,7 @@ def test_a_failed_version_raises_with_its_reason(platform):
 
 
 def test_waiting_has_a_limit_and_a_missing_version_is_named(platform):
-    StandIn.script[("GET", "deployments/churn")] = [(200, deployment(version(2, "building")))]
+    ScriptedAPI.script[("GET", "deployments/churn")] = [(200, deployment(version(2, "building")))]
     with pytest.raises(HimaliaError, match="churn version 2 is still building after 0s"):
         platform.wait("churn", 2, timeout=0.05, poll=0.01)
     with pytest.raises(HimaliaError, match="churn has no version 7"):
@@ -223,20 +180,20 @@ def test_waiting_has_a_limit_and_a_missing_version_is_named(platform):
 
 # -- calling the model -------------------------------------------------------------------------
 def test_predict_sends_the_frame_split_without_its_index_with_the_hub_token(platform):
-    StandIn.script[("POST", "/models/churn/predict")] = [(200, {"predictions": [1, 0]})]
+    ScriptedAPI.script[("POST", "/models/churn/predict")] = [(200, {"predictions": [1, 0]})]
     frame = pd.DataFrame({"x1": [0.5, -1.0], "plan": ["a", "b"]}, index=[10, 11])
     assert platform.predict("churn", frame) == [1, 0]
-    _, _, _, body, auth = StandIn.seen[0]
+    _, _, _, body, auth = ScriptedAPI.seen[0]
     assert body == {"dataframe_split": {"columns": ["x1", "plan"], "data": [[0.5, "a"], [-1.0, "b"]]}}
     assert auth == "token user-token"
     assert platform.url("churn") == platform.client.api_url.replace("services/himalia/", "models/churn/predict")
 
 
 def test_predict_with_an_api_key_sends_a_scoring_dict_as_it_is(platform):
-    StandIn.script[("POST", "/models/churn/predict")] = [(200, {"predictions": [[0.2, 0.8]]})]
+    ScriptedAPI.script[("POST", "/models/churn/predict")] = [(200, {"predictions": [[0.2, 0.8]]})]
     records = {"dataframe_records": [{"x1": 0.5}]}
     assert platform.predict("churn", records, key="hmk_0123abcd_s3cret") == [[0.2, 0.8]]
-    assert StandIn.seen[0][3] == records and StandIn.seen[0][4] == "Bearer hmk_0123abcd_s3cret"
+    assert ScriptedAPI.seen[0][3] == records and ScriptedAPI.seen[0][4] == "Bearer hmk_0123abcd_s3cret"
     with pytest.raises(TypeError, match="dataframe_split"):
         platform.predict("churn", {"rows": []})
     with pytest.raises(TypeError, match="not list"):
@@ -244,7 +201,7 @@ def test_predict_with_an_api_key_sends_a_scoring_dict_as_it_is(platform):
 
 
 def test_a_refused_prediction_is_the_routers_message(platform):
-    StandIn.script[("POST", "/models/churn/predict")] = [(401, {"status": 401, "message": "a key or a hub token is needed"})]
+    ScriptedAPI.script[("POST", "/models/churn/predict")] = [(401, {"status": 401, "message": "a key or a hub token is needed"})]
     with pytest.raises(HimaliaError, match="a key or a hub token is needed") as refused:
         platform.predict("churn", {"instances": [[1]]}, key="wrong")
     assert refused.value.status == 401
@@ -304,12 +261,12 @@ def test_a_deployment_is_sent_one_chunk_per_request(platform, monkeypatch):
     def doubled(body):
         return {"predictions": [row[0] * 2 for row in body["dataframe_split"]["data"]]}
 
-    StandIn.script[("POST", "/models/churn/predict")] = [(200, doubled)]
+    ScriptedAPI.script[("POST", "/models/churn/predict")] = [(200, doubled)]
     monkeypatch.setenv("HIMALIA_MODELS_URL", platform.models_url)
     data = features(25)
     scored = batch_predict("churn", data, chunk_size=10, client=platform.client, progress=False)
     np.testing.assert_allclose(scored["prediction"], data.x1 * 2)
-    assert [len(s[3]["dataframe_split"]["data"]) for s in StandIn.seen] == [10, 10, 5]
+    assert [len(s[3]["dataframe_split"]["data"]) for s in ScriptedAPI.seen] == [10, 10, 5]
 
 
 def test_nothing_to_score_gives_the_columns_and_a_bad_chunk_size_is_refused(model_uri, tmp_path):
@@ -380,11 +337,11 @@ def test_the_batch_notebook_scores_its_input_and_records_it_as_a_kernel_would(
 
 
 def test_batch_job_creates_the_job_with_its_input_and_runs_it_now(platform):
-    StandIn.script.update({("POST", "jobs"): [(201, scored_job())],
+    ScriptedAPI.script.update({("POST", "jobs"): [(201, scored_job())],
                            ("POST", "jobs/7/runs"): [(201, {"id": 31, "state": "queued"})]})
     answer = batch_job("churn", "scores/in.parquet", chunk_size=500, client=platform.client)
     assert answer == {"job": scored_job(), "run": {"id": 31, "state": "queued"}}
-    (method, path, _, body, auth), run = StandIn.seen
+    (method, path, _, body, auth), run = ScriptedAPI.seen
     assert (method, path, auth) == ("POST", "jobs", "token user-token")
     assert body == {"name": "score-churn", "inputs": ["scores/in.parquet"],
                     "notebook": batch_notebook("churn", "scores/in.parquet", 500)}
@@ -392,7 +349,7 @@ def test_batch_job_creates_the_job_with_its_input_and_runs_it_now(platform):
 
 
 def test_an_existing_job_is_updated_and_a_scheduled_one_is_not_run_now(platform):
-    StandIn.script.update({
+    ScriptedAPI.script.update({
         ("POST", "jobs"): [(409, {"status": 409,
                                   "message": "name: you already have a job named 'nightly'"})],
         ("PATCH", "jobs/nightly"): [(200, scored_job(name="nightly", version=2,
@@ -400,8 +357,8 @@ def test_an_existing_job_is_updated_and_a_scheduled_one_is_not_run_now(platform)
     answer = batch_job("models:/churn/3", "in.parquet", job="nightly", schedule="0 2 * * *",
                        timezone="Europe/Paris", client=platform.client)
     assert answer == {"job": scored_job(name="nightly", version=2, schedule="0 2 * * *")}
-    assert [(m, p) for m, p, *_ in StandIn.seen] == [("POST", "jobs"), ("PATCH", "jobs/nightly")]
-    assert StandIn.seen[1][3] == {"notebook": batch_notebook("models:/churn/3", "in.parquet"),
+    assert [(m, p) for m, p, *_ in ScriptedAPI.seen] == [("POST", "jobs"), ("PATCH", "jobs/nightly")]
+    assert ScriptedAPI.seen[1][3] == {"notebook": batch_notebook("models:/churn/3", "in.parquet"),
                                   "inputs": ["in.parquet"], "schedule": "0 2 * * *",
                                   "timezone": "Europe/Paris"}
 
@@ -412,8 +369,8 @@ def test_batch_job_refuses_bad_arguments_at_once_and_passes_on_the_platforms_ref
                           ({"job": "123"}, "job")]:
         with pytest.raises(ValueError, match=words):
             batch_job("churn", "in.parquet", client=platform.client, **kwargs)
-    assert StandIn.seen == []
-    StandIn.script[("POST", "jobs")] = [(422, {"status": 422, "message": "inputs.0: no such file"})]
+    assert ScriptedAPI.seen == []
+    ScriptedAPI.script[("POST", "jobs")] = [(422, {"status": 422, "message": "inputs.0: no such file"})]
     with pytest.raises(HimaliaError, match="inputs.0: no such file") as refused:
         batch_job("churn", "missing.parquet", client=platform.client)
-    assert refused.value.status == 422 and len(StandIn.seen) == 1
+    assert refused.value.status == 422 and len(ScriptedAPI.seen) == 1

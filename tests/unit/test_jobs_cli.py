@@ -4,10 +4,7 @@ platform is in tests/integration/test_jobs_faces.py)."""
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
-from urllib.parse import parse_qs, urlparse
 
 import nbformat
 import pytest
@@ -18,54 +15,17 @@ from himalia.hub.cli import CLIError, main
 from himalia.hub.cli import jobs as jobs_cli
 from himalia.hub.config import StatePaths
 from himalia.magics.jobs import job_name, parse_parameters, server_path
-from himalia_testing import free_port
+from himalia_testing import ScriptedAPI, free_port, scripted_api
 
 PREFIX = "/services/himalia/api/v1/"
 
 
 # -- a scripted stand-in of the platform API ---------------------------------------------------
-class FakeAPI(http.server.BaseHTTPRequestHandler):
-    """Answers ``(METHOD, path)`` from ``script``: a list of ``(status, body)`` replies, one per
-    call, the last one repeating. Records every request as ``(method, path, query, body)``."""
-
-    script: dict = {}
-    seen: list = []
-
-    def _answer(self):
-        url = urlparse(self.path)
-        length = int(self.headers.get("content-length") or 0)
-        body = json.loads(self.rfile.read(length)) if length else None
-        path = url.path.removeprefix(PREFIX)
-        FakeAPI.seen.append((self.command, path, parse_qs(url.query), body,
-                             self.headers.get("authorization")))
-        replies = FakeAPI.script.get((self.command, path))
-        if not replies:
-            status, reply = 404, {"status": 404, "message": f"{path} does not exist"}
-        else:
-            status, reply = replies.pop(0) if len(replies) > 1 else replies[0]
-        data = reply.encode() if isinstance(reply, str) else json.dumps(reply).encode()
-        self.send_response(status)
-        self.send_header("content-type", "text/plain" if isinstance(reply, str) else "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    do_GET = do_POST = do_PATCH = do_DELETE = _answer  # noqa: N815 - http.server's names
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def api(monkeypatch):
-    FakeAPI.script, FakeAPI.seen = {}, []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeAPI)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     monkeypatch.setattr(jobs_cli, "FOLLOW_INTERVAL", 0.01)
-    yield {"HIMALIA_API_URL": f"http://127.0.0.1:{server.server_port}/services/himalia/",
-           "JUPYTERHUB_API_TOKEN": "user-token"}
-    server.shutdown()
-    server.server_close()
+    with scripted_api() as url:
+        yield {"HIMALIA_API_URL": f"{url}/services/himalia/", "JUPYTERHUB_API_TOKEN": "user-token"}
 
 
 def himalia(env: dict, *argv: str) -> int:
@@ -112,7 +72,7 @@ def test_a_param_without_a_name_is_refused(bad):
 def test_a_bad_param_is_one_line_before_anything_is_sent(api, capsys):
     assert himalia(api, "run", "report", "--param", "oops") == 1
     assert one_line_error(capsys) == "himalia: --param takes NAME=VALUE, got 'oops'"
-    assert FakeAPI.seen == []
+    assert ScriptedAPI.seen == []
 
 
 # -- whose token -------------------------------------------------------------------------------
@@ -193,13 +153,13 @@ def test_create_uploads_the_notebook_with_typed_defaults_schedule_inputs_and_not
     nb.cells = [nbformat.v4.new_code_cell("n = 3")]
     path = tmp_path / "report.ipynb"
     path.write_text(nbformat.writes(nb))
-    FakeAPI.script[("POST", "jobs")] = [(201, job(schedule="0 2 * * *", timezone="Europe/Paris",
+    ScriptedAPI.script[("POST", "jobs")] = [(201, job(schedule="0 2 * * *", timezone="Europe/Paris",
                                                   next_runs=["2026-11-21T02:00:00+01:00"]))]
     assert himalia(api, "create", "report", str(path), "--param", "n=5", "--param", "label=x",
                    "--cron", "0 2 * * *", "--timezone", "Europe/Paris", "--timeout", "60",
                    "--retries", "2", "--backoff", "5", "--input", "data/a.csv", "--input", "b.csv",
                    "--webhook", "http://hooks.example/x", "--email", "a@example.org", "--paused") == 0
-    method, route, _, body, auth = FakeAPI.seen[0]
+    method, route, _, body, auth = ScriptedAPI.seen[0]
     assert (method, route, auth) == ("POST", "jobs", "token user-token")
     assert body == {"name": "report", "notebook": json.loads(path.read_text()),
                     "parameters": {"n": 5, "label": "x"}, "schedule": "0 2 * * *",
@@ -216,9 +176,9 @@ def test_create_uploads_the_notebook_with_typed_defaults_schedule_inputs_and_not
 def test_create_sends_only_what_was_given(api, tmp_path):
     path = tmp_path / "nb.ipynb"
     path.write_text(nbformat.writes(nbformat.v4.new_notebook()))
-    FakeAPI.script[("POST", "jobs")] = [(201, job())]
+    ScriptedAPI.script[("POST", "jobs")] = [(201, job())]
     assert himalia(api, "create", "plain", str(path)) == 0
-    assert set(FakeAPI.seen[0][3]) == {"name", "notebook"}
+    assert set(ScriptedAPI.seen[0][3]) == {"name", "notebook"}
 
 
 @pytest.mark.parametrize("content, expected", [(None, "No such file"), ("{not json", "not a notebook's JSON")])
@@ -229,14 +189,14 @@ def test_a_missing_or_broken_notebook_file_is_one_line(api, tmp_path, capsys, co
     assert himalia(api, "create", "x", str(path)) == 1
     line = one_line_error(capsys)
     assert line.startswith(f"himalia: {path}: ") and expected in line
-    assert FakeAPI.seen == []
+    assert ScriptedAPI.seen == []
 
 
 def test_the_apis_refusal_is_its_message_on_one_line(api, tmp_path, capsys):
     path = tmp_path / "nb.ipynb"
     path.write_text(nbformat.writes(nbformat.v4.new_notebook()))
     message = "schedule: 'every day' is not a cron expression; use five fields\n'minute hour ...'"
-    FakeAPI.script[("POST", "jobs")] = [(422, {"status": 422, "message": message})]
+    ScriptedAPI.script[("POST", "jobs")] = [(422, {"status": 422, "message": message})]
     assert himalia(api, "create", "x", str(path), "--cron", "every day") == 1
     captured = capsys.readouterr()
     assert captured.out == ""
@@ -245,12 +205,12 @@ def test_the_apis_refusal_is_its_message_on_one_line(api, tmp_path, capsys):
 
 
 def test_run_follow_shows_cells_done_and_exits_0_when_it_succeeds(api, capsys):
-    FakeAPI.script[("POST", "jobs/report/runs")] = [(201, run("queued"))]
-    FakeAPI.script[("GET", "runs/7")] = [(200, run("queued")), (200, run("running", 1, 3)),
+    ScriptedAPI.script[("POST", "jobs/report/runs")] = [(201, run("queued"))]
+    ScriptedAPI.script[("GET", "runs/7")] = [(200, run("queued")), (200, run("running", 1, 3)),
                                          (200, run("running", 2, 3)),
                                          (200, run("succeeded", 3, 3, duration_seconds=2.5))]
     assert himalia(api, "run", "report", "--param", "n=9", "--follow") == 0
-    assert FakeAPI.seen[0][3] == {"parameters": {"n": 9}}
+    assert ScriptedAPI.seen[0][3] == {"parameters": {"n": 9}}
     captured = capsys.readouterr()
     assert "Run 7 of report queued." in captured.out
     assert "Run 7 of report succeeded in 2.5s." in captured.out
@@ -258,8 +218,8 @@ def test_run_follow_shows_cells_done_and_exits_0_when_it_succeeds(api, capsys):
 
 
 def test_run_follow_of_a_failing_run_exits_1_with_its_reason_on_one_line(api, capsys):
-    FakeAPI.script[("POST", "jobs/report/runs")] = [(201, run("queued"))]
-    FakeAPI.script[("GET", "runs/7")] = [
+    ScriptedAPI.script[("POST", "jobs/report/runs")] = [(201, run("queued"))]
+    ScriptedAPI.script[("GET", "runs/7")] = [
         (200, run("running", 1, 3)),
         (200, run("failed", 2, 3, reason="cell 2 raised ValueError: bad data\nsecond line"))]
     assert himalia(api, "run", "report", "--follow") == 1
@@ -268,24 +228,24 @@ def test_run_follow_of_a_failing_run_exits_1_with_its_reason_on_one_line(api, ca
 
 
 def test_run_without_follow_returns_at_once(api, capsys):
-    FakeAPI.script[("POST", "jobs/3/runs")] = [(201, run("queued"))]
+    ScriptedAPI.script[("POST", "jobs/3/runs")] = [(201, run("queued"))]
     assert himalia(api, "run", "3") == 0
-    assert [s[:2] for s in FakeAPI.seen] == [("POST", "jobs/3/runs")]
+    assert [s[:2] for s in ScriptedAPI.seen] == [("POST", "jobs/3/runs")]
     assert "himalia jobs logs 7" in capsys.readouterr().out
 
 
 def test_owner_slash_name_finds_another_persons_job_by_id(api, capsys):
-    FakeAPI.script[("GET", "jobs/report")] = [(200, job(id=11, owner="bob"))]
-    FakeAPI.script[("PATCH", "jobs/11")] = [(200, job(id=11, owner="bob", paused=True))]
+    ScriptedAPI.script[("GET", "jobs/report")] = [(200, job(id=11, owner="bob"))]
+    ScriptedAPI.script[("PATCH", "jobs/11")] = [(200, job(id=11, owner="bob", paused=True))]
     assert himalia(api, "pause", "bob/report") == 0
-    assert FakeAPI.seen[0][2] == {"owner": ["bob"]}
-    assert FakeAPI.seen[1][:2] == ("PATCH", "jobs/11") and FakeAPI.seen[1][3] == {"paused": True}
+    assert ScriptedAPI.seen[0][2] == {"owner": ["bob"]}
+    assert ScriptedAPI.seen[1][:2] == ("PATCH", "jobs/11") and ScriptedAPI.seen[1][3] == {"paused": True}
     assert "Paused job report" in capsys.readouterr().out
 
 
 def test_list_is_a_table_and_json_for_programs(api, capsys):
     jobs = [job(), job(id=4, name="nightly", schedule="0 2 * * *", next_runs=["2026-11-21T02:00:00+00:00"])]
-    FakeAPI.script[("GET", "jobs")] = [(200, {"jobs": jobs, "offset": 0, "limit": 100})]
+    ScriptedAPI.script[("GET", "jobs")] = [(200, {"jobs": jobs, "offset": 0, "limit": 100})]
     assert himalia(api, "list") == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["ID", "NAME", "OWNER", "SCHEDULE", "STATUS", "NEXT", "RUN", "VERSION"]
@@ -296,8 +256,8 @@ def test_list_is_a_table_and_json_for_programs(api, capsys):
 
 
 def test_show_gives_the_definition_and_the_last_runs(api, capsys):
-    FakeAPI.script[("GET", "jobs/report")] = [(200, job())]
-    FakeAPI.script[("GET", "jobs/3/runs")] = [(200, {"runs": [
+    ScriptedAPI.script[("GET", "jobs/report")] = [(200, job())]
+    ScriptedAPI.script[("GET", "jobs/3/runs")] = [(200, {"runs": [
         run("failed", 1, 2, reason="cell 1 raised KeyError: 'x'", started_at="2026-11-20T10:00:00+00:00",
             duration_seconds=1.25),
         run("succeeded", 2, 2, id=6)]})]
@@ -308,17 +268,17 @@ def test_show_gives_the_definition_and_the_last_runs(api, capsys):
     failed = next(line for line in out.splitlines() if line.startswith("7 "))
     assert failed.split()[:3] == ["7", "failed", "manual"] and "1.2s" in failed and "1/2" in failed
     assert "cell 1 raised KeyError" in failed
-    assert FakeAPI.seen[1][2] == {"offset": ["0"], "limit": ["2"]}
+    assert ScriptedAPI.seen[1][2] == {"offset": ["0"], "limit": ["2"]}
     assert himalia(api, "show", "report", "--json") == 0
     assert json.loads(capsys.readouterr().out)["job"]["name"] == "report"
 
 
 def test_logs_cancel_rerun_resume_delete(api, capsys):
-    FakeAPI.script[("GET", "runs/7/logs")] = [(200, "==> runner.log <==\nstarted\n")]
-    FakeAPI.script[("POST", "runs/7/cancel")] = [(200, run("running", cancel_requested=True))]
-    FakeAPI.script[("POST", "runs/7/rerun")] = [(201, run("queued", id=8))]
-    FakeAPI.script[("PATCH", "jobs/report")] = [(200, job(schedule="0 2 * * *", next_runs=["2026-11-21T02:00:00+00:00"]))]
-    FakeAPI.script[("DELETE", "jobs/report")] = [(204, "")]
+    ScriptedAPI.script[("GET", "runs/7/logs")] = [(200, "==> runner.log <==\nstarted\n")]
+    ScriptedAPI.script[("POST", "runs/7/cancel")] = [(200, run("running", cancel_requested=True))]
+    ScriptedAPI.script[("POST", "runs/7/rerun")] = [(201, run("queued", id=8))]
+    ScriptedAPI.script[("PATCH", "jobs/report")] = [(200, job(schedule="0 2 * * *", next_runs=["2026-11-21T02:00:00+00:00"]))]
+    ScriptedAPI.script[("DELETE", "jobs/report")] = [(204, "")]
     assert himalia(api, "logs", "7") == 0
     assert capsys.readouterr().out == "==> runner.log <==\nstarted\n"
     assert himalia(api, "cancel", "7") == 0
@@ -329,7 +289,7 @@ def test_logs_cancel_rerun_resume_delete(api, capsys):
     assert "next run 2026-11-21 02:00 (UTC)" in capsys.readouterr().out
     assert himalia(api, "delete", "report") == 0
     assert "Deleted job report" in capsys.readouterr().out
-    assert [s[:2] for s in FakeAPI.seen] == [("GET", "runs/7/logs"), ("POST", "runs/7/cancel"),
+    assert [s[:2] for s in ScriptedAPI.seen] == [("GET", "runs/7/logs"), ("POST", "runs/7/cancel"),
                                               ("POST", "runs/7/rerun"), ("PATCH", "jobs/report"),
                                               ("DELETE", "jobs/report")]
 
@@ -381,11 +341,11 @@ def test_schedule_reads_quoted_values_as_a_shell_would(ip, api, monkeypatch, cap
 
     ip.magics_manager.registry["JobMagics"].client_factory = lambda: Client(
         api["HIMALIA_API_URL"], api["JUPYTERHUB_API_TOKEN"])
-    FakeAPI.script[("POST", "jobs")] = [(201, job(name="a-b", schedule="0 2 * * *"))]
+    ScriptedAPI.script[("POST", "jobs")] = [(201, job(name="a-b", schedule="0 2 * * *"))]
     monkeypatch.setenv("HOME", "/home/ada")
     ip.run_line_magic("schedule", "'/home/ada/work/a b.ipynb' --cron '0 2 * * *' --tz \"UTC\" "
                                   "--param label='a b' --param 'n=4' --param s='\"4\"' --input 'x y.csv'")
-    assert FakeAPI.seen[0][3] == {"name": "a-b", "path": "work/a b.ipynb", "schedule": "0 2 * * *",
+    assert ScriptedAPI.seen[0][3] == {"name": "a-b", "path": "work/a b.ipynb", "schedule": "0 2 * * *",
                                   "timezone": "UTC", "parameters": {"label": "a b", "n": 4, "s": "4"},
                                   "inputs": ["x y.csv"]}
 

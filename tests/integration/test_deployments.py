@@ -555,3 +555,32 @@ def test_batch_scoring_as_a_job(platform, people, churn, models):
     sent = [row for e in sorted(entries, key=lambda e: e["at"])
             for row in json.loads(e["inputs"])["dataframe_split"]["data"]]
     np.testing.assert_allclose(sent, data.to_numpy(), rtol=0, atol=1e-14)
+
+
+def test_train_then_deploy_from_a_notebook(people, mlflow_as_alice, unique_name):
+    """%train logs a model in a cell; the next, `%deploy NAME` (the cell magic's line form),
+    serves that model: its answers are the model's own."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    from himalia.sdk import Client
+
+    alice = people["alice"]
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "himalia.magics")
+    shell.magics_manager.registry["DeployMagics"].client_factory = lambda: Client(
+        f"{alice.platform.url}/services/himalia/", alice.token)
+    data = frame(300, seed=3)
+    shell.user_ns["df"] = data.assign(y=(data.a > 0.5 * data.b).astype(int))
+    trained = shell.run_cell("model = %train sklearn.linear_model.LogisticRegression df --target y")
+    assert trained.success, trained.error_in_exec
+    name = unique_name("cell").replace("_", "-")
+    with capture_output() as shown:
+        shell.run_line_magic("deploy", name)
+    said = shown.stdout + "".join(o.data.get("text/plain", "") for o in shown.outputs)
+    assert f"/models/{name}/predict" in said and "serves" in said, said
+    version = alice.ok("GET", f"/deployments/{name}")["versions"][0]
+    assert version["state"] == "serving" and version["model_uri"].startswith(("runs:/", "models:/"))
+    assert version["lineage"].get("cell_hash")
+    assert alice.predict(name).json() == {"predictions": own_predictions(version["model_uri"])}
+    alice.ok("DELETE", f"/deployments/{name}", 204)

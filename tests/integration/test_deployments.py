@@ -124,14 +124,17 @@ def people(platform, unique_name_module):
 
 @pytest.fixture(scope="module")
 def mlflow_as_alice(platform, people, tmp_path_factory):
-    """The MLflow client in this process, logging to the platform's MLflow as alice."""
+    """The MLflow client in this process, logging to the platform's MLflow as alice: through
+    the environment only (restored afterwards), so no global MLflow state (tracking URI, active
+    experiment) outlives this module."""
     import mlflow
 
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN")}
-    os.environ["MLFLOW_TRACKING_URI"] = f"{platform.url}/services/mlflow"
-    os.environ["MLFLOW_TRACKING_TOKEN"] = people["alice"].token
-    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
-    mlflow.set_experiment(f"users/{people['alice'].name}")
+    keys = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN", "MLFLOW_EXPERIMENT_NAME")
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.update(MLFLOW_TRACKING_URI=f"{platform.url}/services/mlflow",
+                      MLFLOW_TRACKING_TOKEN=people["alice"].token,
+                      MLFLOW_EXPERIMENT_NAME=f"users/{people['alice'].name}")
+    mlflow.MlflowClient().create_experiment(os.environ["MLFLOW_EXPERIMENT_NAME"])
     yield mlflow, tmp_path_factory.mktemp("models")
     for key, value in saved.items():
         if value is None:

@@ -145,11 +145,11 @@ def models(platform: Platform, scientist: Person) -> Iterator[Models]:
         env.setenv("MLFLOW_TRACKING_URI", f"{platform.url}/services/mlflow")
         env.setenv("MLFLOW_TRACKING_TOKEN", scientist.token)
         env.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
-        mlflow.set_tracking_uri(f"{platform.url}/services/mlflow")
-        mlflow.set_experiment(f"users/{scientist.name}")
+        # Through the environment only: no global MLflow state outlives this module.
+        env.setenv("MLFLOW_EXPERIMENT_NAME", f"users/{scientist.name}")
+        mlflow.MlflowClient().create_experiment(f"users/{scientist.name}")
         yield Models(baseline_run=log_sklearn(mlflow, "Churn baseline"),
                      retrained_run=log_sklearn(mlflow, "Churn retrained", flip=True))
-        mlflow.set_tracking_uri("")
 
 
 @pytest.fixture(scope="module")

@@ -80,6 +80,40 @@ def alive(pid: int) -> bool:
 API_PREFIX = "/services/himalia/api/v1/"
 
 
+@contextmanager
+def mlflow_client(tracking_uri: str, *, token: str | None = None,
+                  experiment: str | None = None) -> Iterator[None]:
+    """Point this process's MLflow client at ``tracking_uri`` (with ``token``, logging to
+    ``experiment``, made when missing), and put back MLflow's global state exactly as it was
+    afterwards (its tracking URI and active experiment are module globals: a value left behind
+    would redirect every later test in the process)."""
+    import mlflow
+    from mlflow.tracking import fluent
+    from mlflow.tracking._tracking_service import utils
+
+    keys = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN", "MLFLOW_EXPERIMENT_NAME")
+    saved = (utils._tracking_uri, fluent._active_experiment_id, {k: os.environ.get(k) for k in keys})
+    try:
+        os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
+        mlflow.set_tracking_uri(tracking_uri)
+        fluent._active_experiment_id = None
+        if token is not None:
+            os.environ["MLFLOW_TRACKING_TOKEN"] = token
+        if experiment is not None:
+            os.environ["MLFLOW_EXPERIMENT_NAME"] = experiment
+            client = mlflow.MlflowClient()
+            if client.get_experiment_by_name(experiment) is None:
+                client.create_experiment(experiment)
+        yield
+    finally:
+        utils._tracking_uri, fluent._active_experiment_id, env = saved
+        for key, value in env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 class ScriptedAPI(http.server.BaseHTTPRequestHandler):
     """A scripted stand-in of the platform's HTTP API, for unit tests of its clients (the SDK,
     the CLI). ``script[(METHOD, path)]`` (``path`` without :data:`API_PREFIX`) is a list of

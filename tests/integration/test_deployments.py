@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 import requests
 
-from himalia_testing import Platform, wait_for
+from himalia_testing import Platform, mlflow_client, wait_for
 
 pytestmark = pytest.mark.timeout(1500)
 API = "/services/himalia/api/v1"
@@ -124,23 +124,13 @@ def people(platform, unique_name_module):
 
 @pytest.fixture(scope="module")
 def mlflow_as_alice(platform, people, tmp_path_factory):
-    """The MLflow client in this process, logging to the platform's MLflow as alice: through
-    the environment only (restored afterwards), so no global MLflow state (tracking URI, active
-    experiment) outlives this module."""
+    """The MLflow client in this process, logging to the platform's MLflow as alice, for the
+    module only (himalia_testing.mlflow_client puts MLflow's global state back)."""
     import mlflow
 
-    keys = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN", "MLFLOW_EXPERIMENT_NAME")
-    saved = {k: os.environ.get(k) for k in keys}
-    os.environ.update(MLFLOW_TRACKING_URI=f"{platform.url}/services/mlflow",
-                      MLFLOW_TRACKING_TOKEN=people["alice"].token,
-                      MLFLOW_EXPERIMENT_NAME=f"users/{people['alice'].name}")
-    mlflow.MlflowClient().create_experiment(os.environ["MLFLOW_EXPERIMENT_NAME"])
-    yield mlflow, tmp_path_factory.mktemp("models")
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with mlflow_client(f"{platform.url}/services/mlflow", token=people["alice"].token,
+                       experiment=f"users/{people['alice'].name}"):
+        yield mlflow, tmp_path_factory.mktemp("models")
 
 
 def frame(n: int = 200, seed: int = 0) -> pd.DataFrame:

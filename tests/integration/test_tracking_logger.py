@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from himalia.sdk import tracking
 from himalia.sdk.tracking import end_run, failed, flush, last_run_id, log_metric, log_metrics, pending
-from himalia_testing import free_port, kill_group, wait_for
+from himalia_testing import free_port, kill_group, mlflow_client, wait_for
 
 LOGGER = "himalia.sdk.tracking"
 # Job execution starts huey consumers the tests do not need (seconds of start-up, memory).
@@ -73,12 +73,10 @@ def server(tmp_path_factory):
 @pytest.fixture
 def client(server):
     """The module's server as the tracking URI; its runs are ended afterwards."""
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(server.url)
-    yield MlflowClient(server.url)
-    while mlflow.active_run():
-        mlflow.end_run()
-    mlflow.set_tracking_uri(previous)
+    with mlflow_client(server.url):
+        yield MlflowClient(server.url)
+        while mlflow.active_run():
+            mlflow.end_run()
 
 
 def stored(client: MlflowClient, run_id: str, key: str) -> list[tuple[int, float]]:

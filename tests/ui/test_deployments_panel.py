@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
-from himalia_testing import OFFLINE_LAB, Platform, jupyter_app
+from himalia_testing import OFFLINE_LAB, Platform, jupyter_app, mlflow_client
 from jupyter_core.paths import jupyter_path
 from playwright.sync_api import Locator, Page, expect
 
@@ -141,13 +141,10 @@ def models(platform: Platform, scientist: Person) -> Iterator[Models]:
     the MLflow client in this process with the scientist's token."""
     import mlflow
 
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("MLFLOW_TRACKING_URI", f"{platform.url}/services/mlflow")
-        env.setenv("MLFLOW_TRACKING_TOKEN", scientist.token)
+    with pytest.MonkeyPatch.context() as env, mlflow_client(
+            f"{platform.url}/services/mlflow", token=scientist.token,
+            experiment=f"users/{scientist.name}"):
         env.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
-        # Through the environment only: no global MLflow state outlives this module.
-        env.setenv("MLFLOW_EXPERIMENT_NAME", f"users/{scientist.name}")
-        mlflow.MlflowClient().create_experiment(f"users/{scientist.name}")
         yield Models(baseline_run=log_sklearn(mlflow, "Churn baseline"),
                      retrained_run=log_sklearn(mlflow, "Churn retrained", flip=True))
 

@@ -81,9 +81,16 @@ def pid_alive(pid: int | None) -> bool:
     return True
 
 
+#: This process's pid as its forked children see it (they inherit the module's memory).
+_FORKED_BY = os.getpid()
+
+
 def die_with_parent() -> None:
-    """In a child before exec: SIGKILL when the thread that started it ends."""
+    """In a child before exec: SIGKILL when the thread that started it ends. A parent that died
+    between the fork and this call would leave the child running for good: it exits at once."""
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != _FORKED_BY:
+        os._exit(1)
     os.umask(0o022)
 
 

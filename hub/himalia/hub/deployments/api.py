@@ -52,7 +52,7 @@ def version_json(v: DeploymentVersion) -> dict:
         "version": v.version, "state": v.state, "reason": v.reason, "model_uri": v.model_uri,
         "run_id": v.run_id, "bento_tag": v.bento_tag, "traffic": v.traffic,
         "target_traffic": v.target_traffic, "replicas": v.replicas,
-        "service": "custom" if v.service_code and service.service_class(v.service_code) else "generic",
+        "service": "custom" if service.is_custom(v) else "generic",
         "created_by": v.created_by, "created_at": iso(v.created_at),
         "started_at": iso(v.started_at), "ended_at": iso(v.ended_at), "lineage": v.lineage or {},
     }

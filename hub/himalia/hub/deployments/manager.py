@@ -218,7 +218,7 @@ class Manager:
                 if live is None and self._retry_at.get(v.id, 0) > time.monotonic():
                     continue
                 if live is None:
-                    custom = bool(v.service_code and service.service_class(v.service_code))
+                    custom = service.is_custom(v)
                     target = Target(v.id, v.version,
                                     CUSTOM_PREDICT_PATH if custom else GENERIC_PREDICT_PATH,
                                     generic=not custom)

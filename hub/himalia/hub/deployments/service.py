@@ -88,6 +88,11 @@ def service_class(code: str) -> str | None:
     return found[0] if found else None
 
 
+def is_custom(version: DeploymentVersion) -> bool:
+    """Whether the version serves a service class of its cell rather than the generic service."""
+    return bool(version.service_code) and service_class(version.service_code) is not None
+
+
 def run_id_of(model_uri: str) -> str | None:
     match = re.match(r"^runs:/([0-9a-f]{32})/", model_uri)
     return match.group(1) if match else None

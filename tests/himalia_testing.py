@@ -484,6 +484,36 @@ def browser_log_in(page, platform: Platform, name: str, password: str, timeout_m
     assert "jupyterhub-session-id" in cookies, f"login as {name} failed at {page.url}"
 
 
+class Person:
+    """Someone with a platform role and a hub token, calling the platform API.
+
+    Without ``token`` the admin makes the hub user ``name``, gives them ``role`` and a token.
+    """
+
+    def __init__(self, platform: "Platform", name: str, role: str | None = None, *,
+                 token: str | None = None):
+        self.platform, self.name = platform, name
+        if token is None:
+            assert platform.api("POST", f"/users/{name}").status_code == 201
+            if role:
+                platform.set_role(name, role)
+            r = platform.api("POST", f"/users/{name}/tokens", json={"note": "tests"})
+            assert r.status_code == 201, r.text
+            token = r.json()["token"]
+        self.token = token
+        self.headers = {"Authorization": f"token {token}"}
+
+    def call(self, method: str, path: str, **kwargs) -> requests.Response:
+        """``path`` under the platform API's ``/api/v1``."""
+        return requests.request(method, f"{self.platform.url}/services/himalia/api/v1{path}",
+                                headers=self.headers, timeout=60, **kwargs)
+
+    def ok(self, method: str, path: str, status: int = 200, **kwargs):
+        r = self.call(method, path, **kwargs)
+        assert r.status_code == status, f"{method} {path}: {r.status_code} {r.text[:800]}"
+        return r.json() if r.headers.get("content-type", "").startswith("application/json") else r
+
+
 class KernelDied(AssertionError):
     """The kernel died (and its server restarts it) before it answered."""
 

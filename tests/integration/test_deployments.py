@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 import requests
 
+import himalia_testing
 from himalia_testing import Platform, mlflow_client, wait_for
 
 pytestmark = pytest.mark.timeout(1500)
@@ -66,26 +67,7 @@ def platform(proxy_bin):
         p.close()
 
 
-class Person:
-    def __init__(self, platform: Platform, name: str, role: str | None):
-        self.platform, self.name = platform, name
-        assert platform.api("POST", f"/users/{name}").status_code == 201
-        if role:
-            platform.set_role(name, role)
-        r = platform.api("POST", f"/users/{name}/tokens", json={"note": "deployment tests"})
-        assert r.status_code == 201, r.text
-        self.token = r.json()["token"]
-        self.headers = {"Authorization": f"token {self.token}"}
-
-    def call(self, method: str, path: str, **kwargs) -> requests.Response:
-        return requests.request(method, f"{self.platform.url}{API}{path}", headers=self.headers,
-                                timeout=60, **kwargs)
-
-    def ok(self, method: str, path: str, status: int = 200, **kwargs):
-        r = self.call(method, path, **kwargs)
-        assert r.status_code == status, f"{method} {path}: {r.status_code} {r.text[:800]}"
-        return r.json() if r.headers.get("content-type", "").startswith("application/json") else r
-
+class Person(himalia_testing.Person):
     def predict(self, name: str, body: dict | None = None, headers: dict | None = None,
                 **kwargs) -> requests.Response:
         body = body if body is not None else {"dataframe_split": {"columns": COLUMNS, "data": ROWS}}

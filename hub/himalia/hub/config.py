@@ -83,6 +83,22 @@ class HimaliaConfig(Configurable):
         30, help="Seconds a new model version has to answer the smoke request with its input example."
     ).tag(config=True)
 
+    feature_online_store = Unicode(
+        "sqlite",
+        help="""Where the feature store keeps online values: ``sqlite`` (a file under
+        ``<state-dir>/features/``) or a Redis URL such as ``redis://127.0.0.1:6379/0``
+        (kernels on the same network then read it directly, which is fastest).
+        """,
+    ).tag(config=True)
+
+    feature_offline_store = Dict(
+        {"type": "duckdb"},
+        help="""Feast's offline store of the platform's feature repository (Feast's
+        ``offline_store`` setting as a dict). Training sets over Parquet sources are computed by
+        himalia's own engine (DuckDB ASOF joins) wherever the sources are readable.
+        """,
+    ).tag(config=True)
+
     tracking_db_url = Unicode(
         "",
         help="""SQLAlchemy URL of MLflow's backend store (experiments, runs, metrics, models).
@@ -211,6 +227,18 @@ class HimaliaConfig(Configurable):
         (24 with the default), checked when the user is created.
         """,
     ).tag(config=True)
+
+    @validate("feature_online_store")
+    def _validate_online_store(self, proposal):
+        from .features.repo import redis_connection_string
+
+        value = proposal["value"].strip()
+        if value and value != "sqlite":
+            try:
+                redis_connection_string(value)
+            except ValueError as e:
+                raise TraitError(str(e)) from None
+        return value or "sqlite"
 
     @validate("system_user_prefix")
     def _validate_prefix(self, proposal):
@@ -471,9 +499,14 @@ class StatePaths:
         """The deployment manager's control socket (see deployments/control.py)."""
         return self.deployments / "manager.sock"
 
+    @property
+    def features(self) -> Path:
+        """The feature store: Feast's repository folder and the SQLite online store."""
+        return self.root / "features"
+
     def service_folders(self) -> list[Path]:
         """Folders the platform's services own (as ``service_user`` when root)."""
-        return [self.api, self.tracking, self.jobs, self.deployments]
+        return [self.api, self.tracking, self.jobs, self.deployments, self.features]
 
     @property
     def api_cookie_secret(self) -> Path:

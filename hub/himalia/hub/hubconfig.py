@@ -320,6 +320,23 @@ def _deployments_api_environment(paths: StatePaths) -> dict:
             "HIMALIA_DEPLOYMENTS_SOCKET": str(paths.deployments_socket)}
 
 
+def _features_api_environment(cfg: HimaliaConfig, paths: StatePaths, runtime: Runtime,
+                              as_root: bool) -> dict:
+    """The feature store's repository: Feast's SQL registry in the API database."""
+    from .features.repo import FeatureSettings, online_config
+
+    settings = FeatureSettings(
+        root=paths.features,
+        registry_url=cfg.resolved_api_db_url(runtime.api_db_password),
+        online=online_config(cfg.feature_online_store, paths.features),
+        offline=dict(cfg.feature_offline_store),
+        system_users=bool(cfg.system_users and as_root),
+        user_prefix=cfg.system_user_prefix,
+        users_root=str(paths.users),
+    )
+    return {"HIMALIA_FEATURES": json.dumps(settings.to_json())}
+
+
 def _deployment_manager(cfg: HimaliaConfig, paths: StatePaths, runtime: Runtime, as_root: bool,
                         python: str) -> dict:
     """The deployment manager and model router: root when the platform is (model servers run
@@ -447,6 +464,7 @@ def build_hub_config(cfg: HimaliaConfig, runtime: Runtime, as_root: bool | None 
     ]
     services[0]["environment"].update(_jobs_api_environment(cfg, paths))
     services[0]["environment"].update(_deployments_api_environment(paths))
+    services[0]["environment"].update(_features_api_environment(cfg, paths, runtime, as_root))
     # Deployed models answer at /models/<name>/ (the router of the deployment manager).
     c.Proxy.extra_routes = {"/models/": f"http://127.0.0.1:{runtime.models_port}"}
     if cfg.cull_idle_timeout > 0:

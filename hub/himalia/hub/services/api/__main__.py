@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 import uvicorn
 
 from ...deployments.api import DeploymentsSettings
+from ...features.repo import FeatureSettings
 from ...jobs.api import JobsSettings
 from ...jobs.service import Limits
 from .app import APISettings, create_app
@@ -56,6 +57,12 @@ def deployments_settings(env: Mapping[str, str]) -> DeploymentsSettings | None:
     return DeploymentsSettings(root=Path(root), manager_socket=Path(env["HIMALIA_DEPLOYMENTS_SOCKET"]))
 
 
+def features_settings(env: Mapping[str, str]) -> FeatureSettings | None:
+    """The feature store's repository (``HIMALIA_FEATURES``, JSON of :class:`FeatureSettings`)."""
+    raw = env.get("HIMALIA_FEATURES", "")
+    return FeatureSettings.from_json(json.loads(raw)) if raw else None
+
+
 def main() -> None:
     env = os.environ
     settings = APISettings(
@@ -70,6 +77,7 @@ def main() -> None:
         oauth_redirect_uri=env.get("JUPYTERHUB_OAUTH_CALLBACK_URL", ""),
         jobs=jobs_settings(env),
         deployments=deployments_settings(env),
+        features=features_settings(env),
     )
     bind = urlparse(env["JUPYTERHUB_SERVICE_URL"])
     uvicorn.run(

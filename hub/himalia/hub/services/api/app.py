@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from .identity import (
 
 if TYPE_CHECKING:
     from ...deployments.api import DeploymentsSettings
+    from ...features.repo import FeatureSettings
     from ...jobs.api import JobsSettings
 
 #: On every response but /docs: a page opened by another user's JupyterLab (same origin, via
@@ -93,6 +95,8 @@ class APISettings:
     jobs: "JobsSettings | None" = None
     #: Model deployments' files and manager; None leaves the deployments routes out.
     deployments: "DeploymentsSettings | None" = None
+    #: The feature store's repository; None leaves the features routes out.
+    features: "FeatureSettings | None" = None
 
 
 class SecurityHeaders:
@@ -149,7 +153,16 @@ def create_app(settings: APISettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.http = httpx.AsyncClient()
+        repo = getattr(app.state, "features_repo", None)
+        warming = None
+        if repo is not None:
+            from ...features.api import warm
+
+            warming = asyncio.create_task(warm(repo))
         yield
+        if warming is not None:
+            await warming
+            repo.close()
         await app.state.http.aclose()
         db.close()
 
@@ -302,6 +315,12 @@ def create_app(settings: APISettings) -> FastAPI:
         from ...deployments.api import make_router as deployments_router
 
         app.include_router(deployments_router(prefix, db, settings.deployments))
+    if settings.features is not None:
+        from ...features.api import make_router as features_router
+
+        features = features_router(prefix, db, settings.features)
+        app.state.features_repo = features.features_repo
+        app.include_router(features)
     app.include_router(guide.make_router(prefix, guide.find_docs()))
     app.include_router(public)
     unprotected = unprotected_routes(app, prefix)

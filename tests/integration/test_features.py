@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -244,7 +246,7 @@ def test_materialize_loads_the_latest_values_that_feast_reads_back(platform, peo
     # The first load covers the view's TTL up to the end, as Feast's materialize_incremental.
     rows = feature_rows()
     window = rows[(rows.event_timestamp > end - pd.Timedelta(days=TTL_DAYS)) & (rows.event_timestamp <= end)]
-    assert done[0]["rows"] == window.customer_id.nunique() > 0
+    assert done[0]["rows"] == window.customer_id.nunique() > 0, done
     latest = window.sort_values(["event_timestamp", "created"]).groupby("customer_id").last()
     keys = [int(latest.index[1]), int(latest.index[0]), 999, int(latest.index[1]), 55]
     online = json.loads(alice.run(
@@ -339,3 +341,65 @@ def test_bad_input_gets_a_message_that_says_what_to_fix(people, applied):
     assert r.status_code == 422 and "pickled" in r.json()["message"]
     r = alice.call("POST", "/features/apply", json={"objects": [{"kind": "entity", "proto": "%%%"}]})
     assert r.status_code == 422 and "base64" in r.json()["message"]
+
+
+def test_the_features_magic_defines_plans_applies_and_shows(people, applied):
+    alice = people["alice"]
+    out = alice.kernel.execute(
+        "%%features define\n"
+        "from feast import Entity, FeatureView, FileSource, Field\n"
+        "from feast.types import Int64\n"
+        "ages = FeatureView(name='customer_ages', entities=[customer], source=FileSource(\n"
+        f"    name='ages_source', path={applied['path']!r}, timestamp_field='event_timestamp'),\n"
+        "    schema=[Field(name='age', dtype=Int64)], description='Ages for churn')\n", timeout=120)
+    assert out["error"] is None, out
+    plan = " ".join(d.get("text/plain", "") for d in out["data"])
+    assert "1 to add" in plan and "customer_ages" in plan
+    assert "customer_ages" not in [v["name"] for v in alice.ok("GET", "/features")["views"]]
+    out = alice.kernel.execute("%features apply", timeout=120)
+    assert out["error"] is None and "Applied." in out["stdout"], out
+    assert alice.ok("GET", "/features/views/customer_ages")["owner"] == alice.name
+
+    out = alice.kernel.execute("%features describe customer_stats")
+    html = out["data"][0]["text/html"]
+    assert out["error"] is None and "<svg" in html
+    assert html.count("<rect") == 2 * 20  # ltv and age: one bar per bin
+    out = alice.kernel.execute("%features describe customer_stat")
+    assert "UsageError" in out["stdout"] and "customer_stats" in out["stdout"]
+    out = alice.kernel.execute("%features get customer_stats:ltv --key customer_id=999")
+    assert out["error"] is None and "customer_id" in out["data"][0]["text/plain"]
+    out = alice.kernel.execute("%features get customer_stats:ltv")
+    assert "UsageError" in out["stdout"] and "--key" in out["stdout"]
+    out = alice.kernel.execute("%features search churn")
+    assert out["error"] is None and "customer_ages" in out["data"][0]["text/plain"]
+
+
+def himalia_features(who: Person, *args: str) -> subprocess.CompletedProcess:
+    """``himalia features ARGS`` as in a terminal of ``who``'s server."""
+    env = {**os.environ, "HIMALIA_API_URL": f"{who.platform.url}/services/himalia/",
+           "JUPYTERHUB_API_TOKEN": who.token}
+    return subprocess.run([sys.executable, "-m", "himalia.hub", "features", *args], env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_the_features_command(people, applied, tmp_path):
+    alice, viewer = people["alice"], people["viewer"]
+    done = himalia_features(alice, "describe", "customer_stats")
+    assert done.returncode == 0, done.stderr
+    assert "customer_stats (owner" in done.stdout and "ltv" in done.stdout
+    done = himalia_features(alice, "search", "growth")
+    assert done.returncode == 0 and "customer_stats" in done.stdout
+    done = himalia_features(alice, "get", "customer_stats:ltv", "--key", "customer_id=999", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [{"customer_id": 999, "ltv": None}]
+    definitions = tmp_path / "defs.py"
+    definitions.write_text(DEFINE.format(path=applied["path"], ttl=TTL_DAYS).replace(
+        "description=\"Customer value for churn models\"", "description=\"Customer value, monthly\""))
+    done = himalia_features(alice, "plan", str(definitions))
+    assert done.returncode == 0, done.stderr
+    assert "update" in done.stdout and "description" in done.stdout
+    # Errors are one line and a non-zero exit.
+    done = himalia_features(alice, "describe", "customer_stat")
+    assert done.returncode == 1 and "customer_stats" in done.stderr and "Traceback" not in done.stderr
+    done = himalia_features(viewer, "list")
+    assert done.returncode == 1 and "scientist" in done.stderr and "Traceback" not in done.stderr

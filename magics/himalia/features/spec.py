@@ -54,7 +54,10 @@ class ViewSpec:
         raise KeyError(name)
 
     def to_json(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        data["join_keys"] = list(data["join_keys"])
+        data["features"] = list(data["features"])
+        return data
 
     @classmethod
     def from_json(cls, data: dict) -> "ViewSpec":

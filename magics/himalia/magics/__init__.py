@@ -1,6 +1,7 @@
 """IPython magics of the himalia platform; ``%load_ext himalia.magics`` (the himalia kernel loads it)."""
 
 from .deployments import DeployMagics
+from .features import FeatureMagics
 from .jobs import JobMagics
 from .packages import PackageMagics
 from .platform import PlatformMagics
@@ -13,6 +14,7 @@ def load_ipython_extension(ipython):
     ipython.register_magics(TrackingMagics)
     ipython.register_magics(JobMagics)
     ipython.register_magics(DeployMagics)
+    ipython.register_magics(FeatureMagics)
 
 
-__all__ = ["DeployMagics", "JobMagics", "PlatformMagics", "TrackingMagics", "load_ipython_extension"]
+__all__ = ["DeployMagics", "FeatureMagics", "JobMagics", "PlatformMagics", "TrackingMagics", "load_ipython_extension"]

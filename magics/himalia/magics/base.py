@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+from html import escape
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics
@@ -60,3 +61,22 @@ def himalia_magics(shell) -> list[tuple[str, str]]:
                 doc = (func.__doc__ or "").strip().splitlines()
                 found.append((prefix + name, doc[0] if doc else ""))
     return found
+
+
+def _text_table(headers: list[str], rows: list[list]) -> str:
+    cells = [[h.upper() for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells)
+
+
+def _html_table(headers: list[str], rows: list[list]) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def render(title: str, headers: list[str], rows: list[list]) -> dict:
+    """A titled table as plain text and HTML, for ``display(..., raw=True)``."""
+    return {"text/plain": f"{title}\n{_text_table(headers, rows)}",
+            "text/html": f"<div class='himalia-table'><p>{escape(title)}</p>"
+                         f"{_html_table(headers, rows)}</div>"}

@@ -8,7 +8,6 @@ Names, canary rules, building and health checks are the platform's, through
 from __future__ import annotations
 
 import sys
-from html import escape
 
 from IPython.core.error import UsageError
 from IPython.core.magic import line_cell_magic, line_magic, magics_class
@@ -19,7 +18,7 @@ from traitlets import Callable, Float
 from himalia.sdk import Client, Deployments, HimaliaError
 from himalia.sdk.deployments import deploy_lineage
 
-from .base import HimaliaMagics
+from .base import HimaliaMagics, render
 from .jobs import api_message
 
 VERSION_HEADERS = ["version", "state", "traffic", "replicas", "model", "created", "reason"]
@@ -49,25 +48,6 @@ def live_versions(deployment: dict) -> str:
 def version_row(v: dict) -> list:
     return [v["version"], v["state"], f"{v['traffic']}%", v["replicas"], v["model_uri"],
             (v.get("created_at") or "")[:16].replace("T", " "), " ".join((v.get("reason") or "").split())]
-
-
-def _text_table(headers: list[str], rows: list[list]) -> str:
-    cells = [[h.upper() for h in headers]] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells)
-
-
-def _html_table(headers: list[str], rows: list[list]) -> str:
-    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def render(title: str, headers: list[str], rows: list[list]) -> dict:
-    """A titled table as plain text and HTML, for ``display(..., raw=True)``."""
-    return {"text/plain": f"{title}\n{_text_table(headers, rows)}",
-            "text/html": f"<div class='himalia-deployments'><p>{escape(title)}</p>"
-                         f"{_html_table(headers, rows)}</div>"}
 
 
 @magics_class

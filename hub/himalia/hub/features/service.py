@@ -151,33 +151,42 @@ class Change:
         return {"kind": self.kind, "name": self.name, "action": self.action, "changes": self.changes}
 
 
-def _diff(current, new, kind: str) -> Change:
-    from feast.diff.property_diff import TransitionType
-    from feast.diff.registry_diff import diff_registry_objects
+def _comparable(obj):
+    """An object's Feast spec without what the registry sets (owner, project, timestamps)."""
+    spec = obj.to_proto().spec
+    spec.ClearField("owner")
+    spec.ClearField("project")
+    if spec.DESCRIPTOR.fields_by_name.get("batch_source") is not None:
+        for name in ("meta", "project", "owner"):
+            spec.batch_source.ClearField(name)
+    return spec
 
+
+def _diff(current, new, kind: str) -> Change:
     if current is None:
         return Change(kind, new.name, "add")
-    object_type = _object_type(kind)
-    result = diff_registry_objects(current, new, object_type)
-    if result.transition_type == TransitionType.UNCHANGED:
-        return Change(kind, new.name, "unchanged")
+    before, after = _comparable(current), _comparable(new)
     changes = []
-    for prop in result.feast_object_property_diffs:
-        if prop.property_name in ("owner", "created_timestamp", "last_updated_timestamp"):
-            continue
-        changes.append({"field": prop.property_name, "before": _show(prop.val_existing),
-                        "after": _show(prop.val_declared)})
+    for fd in before.DESCRIPTOR.fields:
+        old, now = getattr(before, fd.name), getattr(after, fd.name)
+        if old != now:
+            changes.append({"field": fd.name, "before": _show(old), "after": _show(now)})
     return Change(kind, new.name, "update" if changes else "unchanged", changes)
 
 
-def _object_type(kind: str):
-    from feast.diff.registry_diff import FeastObjectType
-
-    return FeastObjectType.ENTITY if kind == "entity" else FeastObjectType.FEATURE_VIEW
-
-
 def _show(value) -> str:
-    text = str(value).strip()
+    from google.protobuf import text_format
+    from google.protobuf.message import Message
+
+    if isinstance(value, Message):
+        text = text_format.MessageToString(value, as_one_line=True)
+    elif hasattr(value, "__iter__") and not isinstance(value, (str, bytes)):
+        items = list(value.items()) if hasattr(value, "items") else list(value)
+        text = ", ".join(text_format.MessageToString(i, as_one_line=True) if isinstance(i, Message)
+                         else str(i) for i in items)
+    else:
+        text = str(value)
+    text = " ".join(text.split())
     return text if len(text) <= 400 else text[:397] + "..."
 
 
@@ -359,8 +368,7 @@ def view_spec(fv) -> ViewSpec:
 
 def definition_hash(fv) -> str:
     """A short hash of a view's definition (what a training run records and a deploy checks)."""
-    spec = fv.to_proto().spec
-    spec.ClearField("owner")
+    spec = _comparable(fv)
     return hashlib.sha256(spec.SerializeToString(deterministic=True)).hexdigest()[:16]
 
 

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import requests
 
-from himalia_testing import Kernel, Person, Platform, mlflow_client
+from himalia_testing import Kernel, Person, Platform, mlflow_client, wait_for
 
 pytestmark = pytest.mark.timeout(900)
 API = "/services/himalia/api/v1"
@@ -403,3 +403,59 @@ def test_the_features_command(people, applied, tmp_path):
     assert done.returncode == 1 and "customer_stats" in done.stderr and "Traceback" not in done.stderr
     done = himalia_features(viewer, "list")
     assert done.returncode == 1 and "scientist" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_deployed_model_gets_its_training_features_filled_in_by_key(platform, people, applied):
+    """The refs a deployment declares are checked against its training run's, and the router
+    adds their online values to each request's rows, so callers send only the keys."""
+    alice = people["alice"]
+    numeric = ["customer_stats:ltv", "customer_stats:age"]
+    labels_path = write_parquet(alice, label_rows(3), "labels_deploy.parquet")
+    model_uri = alice.run(
+        "import mlflow, numpy as np\n"
+        "from sklearn.linear_model import LogisticRegression\n"
+        "from mlflow.models import infer_signature\n"
+        f"labels = pd.read_parquet({labels_path!r})\n"
+        "with mlflow.start_run():\n"
+        f"    train = features.training_set(labels, {numeric!r})\n"
+        "    X = train[['ltv', 'age']].fillna(0.0).astype('float64')\n"
+        "    model = LogisticRegression().fit(X, train.churned)\n"
+        "    info = mlflow.sklearn.log_model(model, name='model', input_example=X.head(3),\n"
+        "                                    signature=infer_signature(X, model.predict(X)),\n"
+        "                                    pip_requirements=['scikit-learn'])\n"
+        "print(info.model_uri)", timeout=300).strip().splitlines()[-1]
+    name = f"fill-{alice.name}"[:40]
+    r = alice.call("POST", "/deployments", json={"name": name, "model_uri": model_uri,
+                                                 "features": ["customer_stats:ltv"]})
+    assert r.status_code == 409, r.text
+    assert "trained with but not declared: customer_stats:age" in r.json()["message"]
+    assert "allow_skew" in r.json()["message"]
+    r = alice.call("POST", "/deployments", json={"name": name, "model_uri": model_uri,
+                                                 "features": ["customer_stats:nope"]})
+    assert r.status_code == 404 and "customer_stats:" in r.json()["message"]
+    made = alice.ok("POST", "/deployments", 202, json={"name": name, "model_uri": model_uri,
+                                                       "features": numeric})
+    assert made["version"]["features"] == numeric
+
+    def serving():
+        v = alice.ok("GET", f"/deployments/{name}")["versions"][0]
+        assert v["state"] != "failed", v
+        return v["state"] == "serving"
+
+    wait_for(serving, 300, interval=1, what=f"{name} to serve")
+    # Keys with values online (a no-op when an earlier test loaded them).
+    alice.run("features.materialize(end='2026-02-15T00:00:00+00:00', progress=False)")
+    rows = feature_rows()
+    recent = rows[rows.event_timestamp > pd.Timestamp("2026-01-26", tz="UTC")]
+    keys = [int(k) for k in recent.customer_id.unique()[:4]]
+    out = alice.run(f"vals = features.online({numeric!r}, {{'customer_id': {keys!r}}})\n"
+                    "print('PRED', json.dumps(model.predict(vals[['ltv', 'age']].fillna(0.0)).tolist()))")
+    expected = json.loads(next(line for line in out.splitlines() if line.startswith("PRED "))[5:])
+    r = requests.post(f"{platform.url}/models/{name}/predict", headers=alice.headers, timeout=60,
+                      json={"dataframe_records": [{"customer_id": k} for k in keys]})
+    assert r.status_code == 200, (r.text, alice.call("GET", f"/deployments/{name}/logs").text[-3000:])
+    assert r.json()["predictions"] == expected
+    r = requests.post(f"{platform.url}/models/{name}/predict", headers=alice.headers, timeout=60,
+                      json={"dataframe_records": [{"id": 1}]})
+    assert r.status_code == 400 and "customer_id" in r.json()["message"]
+    alice.ok("DELETE", f"/deployments/{name}", 204)

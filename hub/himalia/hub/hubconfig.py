@@ -20,6 +20,7 @@ from ._version import __version__
 from .auth import role_members
 from .config import ADMIN_GROUP, HimaliaConfig, StatePaths, write_private
 from . import userenv
+from .features.repo import FeatureSettings, online_config
 from .tracking import server as tracking_server
 from .unixusers import username_help, username_pattern
 
@@ -323,8 +324,6 @@ def _deployments_api_environment(paths: StatePaths) -> dict:
 def _features_api_environment(cfg: HimaliaConfig, paths: StatePaths, runtime: Runtime,
                               as_root: bool) -> dict:
     """The feature store's repository: Feast's SQL registry in the API database."""
-    from .features.repo import FeatureSettings, online_config
-
     settings = FeatureSettings(
         root=paths.features,
         registry_url=cfg.resolved_api_db_url(runtime.api_db_password),
@@ -356,6 +355,8 @@ def _deployment_manager(cfg: HimaliaConfig, paths: StatePaths, runtime: Runtime,
         "files_gid": files_gid,
         "start_timeout": cfg.deploy_start_timeout,
         "smoke_timeout": cfg.deploy_smoke_timeout,
+        # Versions that declare feature refs get them filled in from the online store.
+        "features_online": online_config(cfg.feature_online_store, paths.features),
     }
     return {
         "name": MODELS_SERVICE,

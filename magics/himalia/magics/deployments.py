@@ -94,6 +94,11 @@ class DeployMagics(HimaliaMagics):
               help="give the new version PCT%% of the traffic (1-99) beside the current one; "
                    "default 0: all of it once it is healthy")
     @argument("--replicas", type=int, default=1, metavar="N", help="model servers (1-8, default 1)")
+    @argument("--features", metavar="REFS",
+              help="comma-separated feature refs view:feature filled in by entity key (callers "
+                   "send the keys); they must be those the model's training run read")
+    @argument("--allow-skew", action="store_true",
+              help="deploy even when --features differ from the training run's")
     @argument("--no-wait", action="store_true", help="return once the version is accepted")
     @line_cell_magic
     def deploy(self, line: str = "", cell: str | None = None):
@@ -107,7 +112,9 @@ class DeployMagics(HimaliaMagics):
         try:
             answer = deployments.deploy(args.name, model_uri, canary_percent=args.canary,
                                         replicas=args.replicas, service_code=(cell or "").strip() or None,
-                                        lineage=deploy_lineage(self._cell))
+                                        lineage=deploy_lineage(self._cell),
+                                        features=[r for r in (args.features or "").split(",") if r] or None,
+                                        allow_skew=args.allow_skew)
         except HimaliaError as e:
             raise UsageError(f"{magic}: {api_message(e)}") from None
         name, number = answer["deployment"]["name"], answer["version"]["version"]

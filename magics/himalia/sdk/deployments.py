@@ -93,13 +93,18 @@ class Deployments:
     # -- deployments -------------------------------------------------------------------------
     def deploy(self, name: str, model_uri: str, *, canary_percent: int = 0, replicas: int = 1,
                service_code: str | None = None, lineage: dict | None = None,
-               shared_with: list[str] | None = None) -> dict:
+               shared_with: list[str] | None = None, features: list[str] | None = None,
+               allow_skew: bool = False) -> dict:
         """Deploy ``model_uri`` as a new version of ``name`` (created if new). ``canary_percent``
-        0 swaps all traffic once the version is healthy; 1..99 sends it that share. Returns
-        ``{"deployment", "version"}`` at once: follow the version with :meth:`wait`."""
+        0 swaps all traffic once the version is healthy; 1..99 sends it that share. With
+        ``features`` (refs ``view:feature``, the same the model's training run read, unless
+        ``allow_skew``) callers send entity keys and the platform adds those features' online
+        values to each row. Returns ``{"deployment", "version"}`` at once: follow the version
+        with :meth:`wait`."""
         body = {"name": name, "model_uri": model_uri, "canary_percent": canary_percent,
                 "replicas": replicas, "service_code": service_code, "lineage": lineage,
-                "shared_with": shared_with}
+                "shared_with": shared_with, "features": list(features) if features else None,
+                "allow_skew": allow_skew or None}
         return self.client.request("POST", "deployments",
                                    json={k: v for k, v in body.items() if v is not None})
 

@@ -86,7 +86,9 @@ def cmd_deploy(args: argparse.Namespace) -> int:
                        "HIMALIA_API_URL and JUPYTERHUB_API_TOKEN (a token of yours)")
     with platform_errors():
         answer = deployments.deploy(args.name, args.model, canary_percent=args.canary,
-                                    replicas=args.replicas)
+                                    replicas=args.replicas,
+                                    features=[r for r in (args.features or "").split(",") if r] or None,
+                                    allow_skew=args.allow_skew)
     name, version = answer["deployment"]["name"], answer["version"]
     print(f"{name} version {version['version']} ({args.model}): {version['state']}")
     if not args.wait:
@@ -196,6 +198,11 @@ def add_commands(sub) -> None:
                         help="give the new version PCT%% of the traffic (1-99) beside the current "
                              "one; default 0: all of it once it is healthy")
     deploy.add_argument("--replicas", type=int, default=1, metavar="N", help="model servers (1-8, default 1)")
+    deploy.add_argument("--features", metavar="REFS",
+                        help="comma-separated feature refs VIEW:FEATURE filled in by entity key; "
+                             "they must be those the model's training run read")
+    deploy.add_argument("--allow-skew", action="store_true",
+                        help="deploy even when --features differ from the training run's")
     deploy.add_argument("--wait", action="store_true",
                         help="show its state until it serves; exit 1 when it fails")
     deploy.set_defaults(func=cmd_deploy)

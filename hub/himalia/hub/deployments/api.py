@@ -27,7 +27,7 @@ from .service import DeployError, NewVersion
 
 PARQUET = "application/vnd.apache.parquet"
 DEPLOY_KEYS = {"name", "model_uri", "canary_percent", "replicas", "service_code", "lineage",
-               "shared_with"}
+               "shared_with", "features", "allow_skew"}
 
 
 @dataclass
@@ -53,6 +53,7 @@ def version_json(v: DeploymentVersion) -> dict:
         "run_id": v.run_id, "bento_tag": v.bento_tag, "traffic": v.traffic,
         "target_traffic": v.target_traffic, "replicas": v.replicas,
         "service": "custom" if service.is_custom(v) else "generic",
+        "features": list(v.features or []),
         "created_by": v.created_by, "created_at": iso(v.created_at),
         "started_at": iso(v.started_at), "ended_at": iso(v.ended_at), "lineage": v.lineage or {},
     }
@@ -100,13 +101,37 @@ def _spec(body: Any) -> NewVersion:
         raise DeployError("service_code is a string and lineage an object.")
     if shared is not None and not (isinstance(shared, list) and all(isinstance(u, str) for u in shared)):
         raise DeployError("shared_with is a list of user names.")
+    features = body.get("features")
+    if features is not None and not (isinstance(features, list) and all(isinstance(r, str) for r in features)):
+        raise DeployError("features is a list of feature refs 'view:feature'.")
+    if not isinstance(body.get("allow_skew", False), bool):
+        raise DeployError("allow_skew is true or false.")
     return NewVersion(name=body["name"], model_uri=body["model_uri"].strip(),
                       canary_percent=body.get("canary_percent", 0),
                       replicas=body.get("replicas", 1), service_code=code, lineage=lineage,
-                      shared_with=shared)
+                      shared_with=shared, features=features or None,
+                      allow_skew=body.get("allow_skew", False))
 
 
-def make_router(prefix: str, db: Database, settings: DeploymentsSettings) -> APIRouter:
+def _feature_specs(features_repo, spec: NewVersion, trained: list[str] | None) -> dict:
+    """The views behind the refs a version declares, once they match its training run's."""
+    if not spec.features:
+        return {}
+    if features_repo is None:
+        raise DeployError("This platform has no feature store to fill features from.", 409)
+    from ..features import service as features_service
+
+    views = features_service.specs_for(features_repo, spec.features)
+    skew = service.feature_skew(spec.features, trained)
+    if skew and not spec.allow_skew:
+        raise DeployError(f"The declared features differ from the model's training run: {skew}. "
+                          "Declare the same refs, or deploy with allow_skew (--allow-skew) to "
+                          "serve it anyway.", 409)
+    return {name: v["spec"] for name, v in views.items()}
+
+
+def make_router(prefix: str, db: Database, settings: DeploymentsSettings,
+                features_repo=None) -> APIRouter:
     router = APIRouter(prefix=prefix + "/api/v1", dependencies=[Depends(allow())],
                        tags=["deployments"])
 
@@ -132,10 +157,12 @@ def make_router(prefix: str, db: Database, settings: DeploymentsSettings) -> API
         # The model must exist and its owner must be able to read it (the build reads it as
         # the owner); the manager asks MLflow with the owner's token.
         checked = await control.check_model(settings.manager_socket, owner, spec.model_uri)
+        specs = _feature_specs(features_repo, spec, checked.get("features"))
         with db.session() as session:
             deployment, version = service.deploy(session, who, spec)
             if checked.get("run_id"):
                 version.run_id = checked["run_id"]
+            version.feature_specs = specs
             result = {"deployment": deployment_json(deployment, service.versions(session, deployment)),
                       "version": version_json(version)}
         db.audit(who.name, "deployment.deploy", f"deployment:{spec.name}",

@@ -49,7 +49,7 @@ from ..unixusers import AccountError
 from . import service
 from .build import CUSTOM_PREDICT_PATH, GENERIC_PREDICT_PATH, RESULT_MARKER
 from .models import BUILDING, SERVING, STARTING
-from .router import Route, Router, Target
+from .router import FeatureFiller, Route, Router, Target
 
 log = logging.getLogger("himalia.deployments")
 SERVICE = "himalia-models"
@@ -64,6 +64,18 @@ RESTORE_RETRY_SECONDS = 30
 
 class VersionFailed(Exception):
     """Why a version cannot serve; becomes its ``reason``."""
+
+
+def _run_features(run: dict) -> list[str] | None:
+    """The feature refs a run's training set read (its ``himalia.features`` tag), if any."""
+    for tag in run.get("run", {}).get("data", {}).get("tags", []) or []:
+        if tag.get("key") == "himalia.features":
+            try:
+                refs = json.loads(tag.get("value") or "")
+            except ValueError:
+                return None
+            return [str(r) for r in refs] if isinstance(refs, list) else None
+    return None
 
 
 @dataclass
@@ -85,6 +97,10 @@ class ManagerConfig:
     smoke_timeout: float = 30
     drain_timeout: float = 30
     poll_seconds: float = 2.0
+    #: The feature store's online store (``FeatureSettings.online``) and project, for versions
+    #: that fill in features; None without a feature store.
+    features_online: dict | None = None
+    features_project: str = "himalia"
 
 
 @dataclass(eq=False)
@@ -146,7 +162,8 @@ class Manager:
         self.auth = HubAuth(cache_max_age=10)
         self.router = Router(self.db, self._user_for_token,
                              lambda model: self.auth.check_scopes(self.auth.access_scopes, model),
-                             ", ".join(sorted(self.auth.access_scopes)))
+                             ", ".join(sorted(self.auth.access_scopes)),
+                             FeatureFiller(config.features_online, config.features_project))
 
     async def _user_for_token(self, token: str) -> dict | None:
         return await self.auth.user_for_token(token, sync=False)
@@ -221,7 +238,8 @@ class Manager:
                     custom = service.is_custom(v)
                     target = Target(v.id, v.version,
                                     CUSTOM_PREDICT_PATH if custom else GENERIC_PREDICT_PATH,
-                                    generic=not custom)
+                                    generic=not custom, features=tuple(v.features or ()),
+                                    feature_specs=dict(v.feature_specs or {}))
                     live = Live(v.id, d.name, v.version, d.owner, v.replicas, target,
                                 bento_tag=v.bento_tag)
                     self.live[v.id] = live
@@ -556,12 +574,13 @@ class Manager:
                                        f"e.g. runs:/{run_id}/model.")
                 if not await self._run_has_model(get, run, run_id, artifact):
                     return refuse(404, f"model_uri {uri!r}: run {run_id} has no model at {artifact!r}.")
-                return {"ok": True, "run_id": run_id}
+                return {"ok": True, "run_id": run_id, "features": _run_features(run)}
             if path.startswith("m-") and "/" not in path:
                 model = await get(f"logged-models/{quote(path)}")
                 if model is None:
                     return refuse(404, f"model_uri {uri!r}: MLflow has no logged model {path!r}.")
-                return {"ok": True, "run_id": model["model"]["info"].get("source_run_id")}
+                run_id = model["model"]["info"].get("source_run_id")
+                return {"ok": True, "run_id": run_id, "features": await self._features_of(get, run_id)}
             name, _, version = path.partition("/")
             if "@" in name and not version:
                 name, _, alias = name.partition("@")
@@ -577,11 +596,16 @@ class Manager:
                                    "models:/<name>/latest or models:/<name>@<alias>.")
             if found is None:
                 return refuse(404, f"model_uri {uri!r}: the registry has no such model version.")
-            return {"ok": True, "run_id": found["model_version"].get("run_id")}
+            run_id = found["model_version"].get("run_id")
+            return {"ok": True, "run_id": run_id, "features": await self._features_of(get, run_id)}
         except PermissionError as e:
             return refuse(403, f"model_uri {uri!r}: {owner} may not read it ({e}).")
         except (httpx.HTTPError, ValueError, KeyError) as e:
             return refuse(502, f"MLflow could not be asked about {uri!r} ({type(e).__name__}).")
+
+    async def _features_of(self, get, run_id: str | None) -> list[str] | None:
+        run = await get("runs/get", run_id=run_id) if run_id else None
+        return _run_features(run) if run else None
 
     async def _run_has_model(self, get, run: dict, run_id: str, artifact: str) -> bool:
         """A model at ``artifact`` of the run: a logged model of that name (MLflow 3) or an

@@ -54,6 +54,10 @@ class DeploymentVersion(Base):
     service_code: Mapped[str] = mapped_column(Text, default="")
     #: Where it came from: ``{"notebook", "cell_hash", "cell_index", "job_run_id"}``.
     lineage: Mapped[dict] = mapped_column(JSON, default=dict)
+    #: Feature refs (``view:feature``) the router fills in by entity key before the model
+    #: sees a request, and the views as the feature engine reads them (``ViewSpec`` JSON).
+    features: Mapped[list | None] = mapped_column(JSON, nullable=True, default=list)
+    feature_specs: Mapped[dict | None] = mapped_column(JSON, nullable=True, default=dict)
     created_by: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -3,7 +3,9 @@
 It authenticates every call (an API key of the deployment, or a hub token of its owner, an
 admin or someone it is shared with), picks a version by traffic share (a blue/green swap moves
 all of it at once; a canary gets its percent), forwards the body unchanged to one of that
-version's ``bentoml serve`` processes, and answers with ``X-Himalia-Version``. Each exchange is
+version's ``bentoml serve`` processes, and answers with ``X-Himalia-Version``. A version that
+declares feature refs gets their online values added to each row by entity key first
+(:class:`FeatureFiller`), so callers send only the keys. Each exchange is
 queued for the prediction log, which a background task writes in batches off the request
 path. Retired versions leave the table at once and are stopped only when the requests they
 are answering are done, so a swap fails no request.
@@ -55,6 +57,9 @@ class Target:
     generic: bool
     upstreams: list[str] = field(default_factory=list)
     inflight: int = 0
+    #: Feature refs filled in by entity key, and their views (ViewSpec JSON by view name).
+    features: tuple[str, ...] = ()
+    feature_specs: dict = field(default_factory=dict)
     _next: int = 0
 
     def upstream(self) -> str | None:
@@ -90,6 +95,55 @@ class Route:
 def _error(status: int, message: str, headers: dict | None = None) -> web.Response:
     return web.json_response({"status": status, "message": message}, status=status,
                              headers=headers)
+
+
+class FeatureFiller:
+    """Adds the online values of a version's feature refs to the rows of a scoring request,
+    looked up by the rows' entity keys in the feature store's online store."""
+
+    def __init__(self, online: dict | None, project: str):
+        self.online, self.project = online, project
+        self._store = None
+
+    def _reader(self):
+        if self._store is None:
+            from himalia.features.online import OnlineStore
+
+            self._store = OnlineStore.from_config(self.online, self.project, 3)
+        return self._store
+
+    def fill(self, target: Target, body: bytes) -> bytes:
+        """The request with the features as extra columns (``dataframe_split`` or
+        ``dataframe_records``); ValueError with what to send when it lacks the keys."""
+        import pandas as pd
+
+        from himalia.features.spec import ViewSpec
+
+        if not self.online:
+            raise ValueError("the platform has no feature store to fill features from")
+        try:
+            request = json.loads(body)
+        except ValueError:
+            raise ValueError("the body is not JSON") from None
+        if isinstance(request, dict) and "dataframe_split" in request:
+            split = request["dataframe_split"]
+            frame = pd.DataFrame(split.get("data") or [], columns=split.get("columns"))
+        elif isinstance(request, dict) and "dataframe_records" in request:
+            frame = pd.DataFrame(request["dataframe_records"])
+        else:
+            raise ValueError("send the entity keys as dataframe_split or dataframe_records; this "
+                             "deployment fills in its features from them")
+        views = {name: ViewSpec.from_json(spec) for name, spec in target.feature_specs.items()}
+        keys = sorted({k.name for v in views.values() for k in v.join_keys})
+        missing = [k for k in keys if k not in frame.columns]
+        if missing:
+            raise ValueError(f"each row needs the entity key column(s) {', '.join(missing)}; "
+                             f"the features {', '.join(target.features)} are looked up by them")
+        values = self._reader().read(views, list(target.features), {k: frame[k].tolist() for k in keys})
+        for column in values.columns:
+            if column not in keys:
+                frame[column] = values[column].to_numpy()
+        return json.dumps({"dataframe_split": json.loads(frame.to_json(orient="split", index=False))}).encode()
 
 
 @dataclass
@@ -160,8 +214,9 @@ class PredictionLog:
 
 class Router:
     def __init__(self, db: Database, user_for_token: Callable, has_access: Callable[[dict], bool],
-                 access_scope: str):
+                 access_scope: str, features: FeatureFiller | None = None):
         self.db = db
+        self.features = features or FeatureFiller(None, "")
         self.user_for_token = user_for_token
         self.has_access = has_access
         self.access_scope = access_scope
@@ -241,6 +296,11 @@ class Router:
                                "MLflow's scoring format with dataframe_split, dataframe_records, "
                                "instances or inputs.")
         body = await request.read()
+        if target.features and target.generic:
+            try:
+                body = await asyncio.to_thread(self.features.fill, target, body)
+            except ValueError as e:
+                return _error(400, f"Deployment {route.name!r}: {e}.")
         target.inflight += 1
         try:
             status, payload, answer_type = await self.forward(target, body, content_type)

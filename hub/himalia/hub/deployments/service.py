@@ -155,6 +155,26 @@ class NewVersion:
     service_code: str = ""
     lineage: dict | None = None
     shared_with: list[str] | None = None
+    #: Feature refs the router fills in by entity key; checked against the training run's.
+    features: list[str] | None = None
+    allow_skew: bool = False
+
+
+def feature_skew(declared: list[str], trained: list[str] | None) -> str | None:
+    """What differs between the refs a deployment declares and those its model was trained
+    with (the run's ``himalia.features`` tag); None when they are the same."""
+    if trained is None:
+        return ("its training run recorded no feature refs (train with "
+                "himalia.sdk.features.training_set inside the run)")
+    missing, extra = [r for r in trained if r not in declared], [r for r in declared if r not in trained]
+    if not missing and not extra:
+        return None
+    parts = []
+    if missing:
+        parts.append(f"trained with but not declared: {', '.join(missing)}")
+    if extra:
+        parts.append(f"declared but not trained with: {', '.join(extra)}")
+    return "; ".join(parts)
 
 
 def check(spec: NewVersion) -> None:
@@ -202,6 +222,7 @@ def deploy(db: Session, who: Identity, spec: NewVersion) -> tuple[Deployment, De
         model_uri=spec.model_uri, run_id=run_id_of(spec.model_uri), state=BUILDING,
         traffic=0, target_traffic=spec.canary_percent or 100, replicas=spec.replicas,
         service_code=spec.service_code or "", lineage=spec.lineage or {}, created_by=who.name,
+        features=list(spec.features or []),
     )
     db.add(version)
     deployment.updated_at = utcnow()

@@ -311,16 +311,17 @@ def create_app(settings: APISettings) -> FastAPI:
         from ...jobs.api import make_router as jobs_router
 
         app.include_router(jobs_router(prefix, db, settings.jobs))
-    if settings.deployments is not None:
-        from ...deployments.api import make_router as deployments_router
-
-        app.include_router(deployments_router(prefix, db, settings.deployments))
+    features_repo = None
     if settings.features is not None:
         from ...features.api import make_router as features_router
 
         features = features_router(prefix, db, settings.features)
-        app.state.features_repo = features.features_repo
+        features_repo = app.state.features_repo = features.features_repo
         app.include_router(features)
+    if settings.deployments is not None:
+        from ...deployments.api import make_router as deployments_router
+
+        app.include_router(deployments_router(prefix, db, settings.deployments, features_repo))
     app.include_router(guide.make_router(prefix, guide.find_docs()))
     app.include_router(public)
     unprotected = unprotected_routes(app, prefix)

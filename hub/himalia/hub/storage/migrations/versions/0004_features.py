@@ -1,4 +1,4 @@
-"""feature store: statistics of views and materializations
+"""feature store: statistics of views, materializations, and feature refs of deployed models
 
 Revision ID: 0004
 Revises: 0003
@@ -15,6 +15,9 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table('himalia_deployment_versions', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('features', sa.JSON(), nullable=True))
+        batch_op.add_column(sa.Column('feature_specs', sa.JSON(), nullable=True))
     op.create_table('himalia_feature_stats',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('view', sa.String(length=255), nullable=False),
@@ -49,3 +52,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_himalia_feature_materializations_view'))
     op.drop_table('himalia_feature_materializations')
     op.drop_table('himalia_feature_stats')
+    with op.batch_alter_table('himalia_deployment_versions', schema=None) as batch_op:
+        batch_op.drop_column('feature_specs')
+        batch_op.drop_column('features')

@@ -9,6 +9,8 @@ import { Widget } from '@lumino/widgets';
 
 import { deployRun } from './deployments/dialog';
 import { deploymentsIcon, DeploymentsPanel } from './deployments/panel';
+import { FeaturesClient } from './features/client';
+import { featuresIcon, FeaturesPanel } from './features/panel';
 import { HimaliaClient } from './handler';
 import helpPlugin from './help';
 import { scheduleNotebook } from './jobs/dialog';
@@ -304,11 +306,54 @@ const deploymentsPlugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
+/**
+ * The command that shows the Features panel; with `name`, that feature view in detail.
+ */
+export const OPEN_FEATURES = 'himalia:features';
+
+/**
+ * Adds the Features panel (the feature catalog: views, entities, statistics, freshness) to the
+ * left sidebar, with the command that opens it.
+ */
+const featuresPlugin: JupyterFrontEndPlugin<void> = {
+  id: 'himalia:features',
+  description:
+    'Browses the feature catalog: feature views and entities, statistics and histograms, freshness, materializations.',
+  autoStart: true,
+  optional: [ILayoutRestorer, ICommandPalette],
+  activate: (
+    app: JupyterFrontEnd,
+    restorer: ILayoutRestorer | null,
+    palette: ICommandPalette | null
+  ): void => {
+    const panel = new FeaturesPanel({
+      client: new FeaturesClient(app.serviceManager.serverSettings)
+    });
+    addToSidebar(app, restorer, panel, 940);
+
+    app.commands.addCommand(OPEN_FEATURES, {
+      label: 'Features',
+      caption: 'The feature catalog: views, entities, statistics, freshness',
+      icon: featuresIcon,
+      execute: async args => {
+        app.shell.activateById(panel.id);
+        if (typeof args.name === 'string') {
+          await panel.reveal(args.name);
+        }
+      }
+    });
+    if (palette) {
+      palette.addItem({ command: OPEN_FEATURES, category: 'himalia' });
+    }
+  }
+};
+
 export default [
   sidebarPlugin,
   runsPlugin,
   jobsPlugin,
   deploymentsPlugin,
+  featuresPlugin,
   helpPlugin,
   kernelExitsPlugin
 ];

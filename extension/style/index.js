@@ -2,3 +2,4 @@ import './base.css';
 import './tracking.css';
 import './jobs.css';
 import './deployments.css';
+import './features.css';

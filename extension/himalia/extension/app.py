@@ -9,6 +9,7 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Callable, Float
 
 from .deployments import HANDLERS as DEPLOYMENTS_HANDLERS
+from .features import HANDLERS as FEATURES_HANDLERS
 from .handlers import StatusHandler
 from .jobs import HANDLERS as JOBS_HANDLERS
 from .kernel_exits import KernelExitsHandler, KernelExitWatcher
@@ -67,6 +68,7 @@ class HimaliaExtensionApp(ExtensionApp):
         self.handlers.extend(TRACKING_HANDLERS)
         self.handlers.extend(JOBS_HANDLERS)
         self.handlers.extend(DEPLOYMENTS_HANDLERS)
+        self.handlers.extend(FEATURES_HANDLERS)
 
     def platform_client(self) -> Any:
         """The platform API client, made by ``client_factory`` on first use and then reused.

@@ -133,7 +133,15 @@ export function plotFrame(options: {
     width: width - MARGIN.left - MARGIN.right,
     height: height - MARGIN.top - MARGIN.bottom
   };
-  root.appendChild(svg('rect', { ...area, class: 'jp-himalia-plot-frame' }));
+  root.appendChild(
+    svg('rect', {
+      x: area.left,
+      y: area.top,
+      width: area.width,
+      height: area.height,
+      class: 'jp-himalia-plot-frame'
+    })
+  );
   if (options.points === 0) {
     root.appendChild(
       text(area.left + area.width / 2, area.top + area.height / 2, options.empty, 'middle')

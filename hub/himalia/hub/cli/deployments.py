@@ -15,7 +15,7 @@ from himalia.sdk import Deployments, HimaliaError
 from himalia.sdk.deployments import DeploymentFailed, models_base_url
 
 from .common import CLIError, Running
-from .jobs import DEFAULT_STATE_DIR, _one_line, client_from, platform_errors, table
+from .jobs import DEFAULT_STATE_DIR, _one_line, client_from, platform_errors, table, token_options
 
 #: Seconds between two looks at a deploying version.
 WAIT_INTERVAL = 1.0
@@ -183,10 +183,7 @@ def cmd_key_revoke(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub) -> None:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--state-dir", default=None,
-                        help="use this platform's admin token (default: your token from "
-                             "HIMALIA_API_URL and JUPYTERHUB_API_TOKEN, else ./.himalia)")
+    common = token_options()
     name_help = "the deployment's name"
 
     deploy = sub.add_parser("deploy", parents=[common],

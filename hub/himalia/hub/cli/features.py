@@ -18,7 +18,7 @@ from pathlib import Path
 from himalia.sdk.features import Features
 
 from .common import CLIError
-from .jobs import _one_line, client_from, platform_errors, table
+from .jobs import _one_line, client_from, platform_errors, table, token_options
 
 
 def _features(args: argparse.Namespace) -> Features:
@@ -159,10 +159,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub) -> None:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--state-dir", default=None,
-                        help="use this platform's admin token (default: your token from "
-                             "HIMALIA_API_URL and JUPYTERHUB_API_TOKEN, else ./.himalia)")
+    common = token_options()
     group = sub.add_parser("features", help="the feature store: catalog, definitions, online values")
     verbs = group.add_subparsers(dest="verb", metavar="VERB", required=True)
 

@@ -39,6 +39,15 @@ def api_url(runtime: dict) -> str:
     return f"{base.rstrip('/')}/services/{API_SERVICE}/"
 
 
+def token_options() -> argparse.ArgumentParser:
+    """The ``--state-dir`` option of every command that calls the platform API (a parent parser)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--state-dir", default=None,
+                        help="use this platform's admin token (default: your token from "
+                             "HIMALIA_API_URL and JUPYTERHUB_API_TOKEN, else ./.himalia)")
+    return common
+
+
 def client_from(args: argparse.Namespace) -> tuple[Client, bool]:
     """The SDK client and whether it holds the admin token: the environment's (a user's
     terminal or kernel) unless ``--state-dir`` is given or the environment lacks it."""
@@ -341,10 +350,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
 def add_commands(sub) -> None:
     group = sub.add_parser("jobs", help="scheduled notebook jobs: create, run, follow, inspect")
     verbs = group.add_subparsers(dest="verb", metavar="VERB", required=True)
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--state-dir", default=None,
-                        help="use this platform's admin token (default: your token from "
-                             "HIMALIA_API_URL and JUPYTERHUB_API_TOKEN, else ./.himalia)")
+    common = token_options()
     job_help = "the job: its id, its name, or OWNER/NAME"
 
     create = verbs.add_parser("create", parents=[common],

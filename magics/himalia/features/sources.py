@@ -61,9 +61,11 @@ def _select(spec: ViewSpec) -> str:
     names = [k.name for k in spec.join_keys] + [f.name for f in spec.features]
     source_of = {view: src for src, view in mapping.items()}
     parts = [f"{_quote(source_of.get(n, n))} AS {_quote(n)}" for n in names]
-    parts.append(f"{_quote(spec.timestamp_field)} AS __ts")
-    if spec.created_timestamp_column:
-        parts.append(f"{_quote(spec.created_timestamp_column)} AS __created")
+    # Feast names the timestamp columns after the mapping too.
+    ts, created = spec.timestamp_field, spec.created_timestamp_column
+    parts.append(f"{_quote(source_of.get(ts, ts))} AS __ts")
+    if created:
+        parts.append(f"{_quote(source_of.get(created, created))} AS __created")
     return ", ".join(parts)
 
 

@@ -101,7 +101,7 @@ def _prepare_view(fv, entities: Mapping[str, Any]) -> ViewSpec:
                        (source.created_timestamp_column, "the created timestamp column")):
         if not name:
             continue
-        kind = columns.get(name)
+        kind = columns.get(source_of.get(name, name))
         if kind is None:
             raise FeatureDefinitionError(
                 f"Feature view {fv.name!r}: {what} {name!r} is not a column of {source.path} "

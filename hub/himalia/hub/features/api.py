@@ -219,8 +219,12 @@ def read_online(repo: FeatureRepo, refs: Any, entities: dict):
     views = {name: ViewSpec.from_json(v["spec"]) for name, v in service.specs_for(repo, refs).items()}
     try:
         return repo.reader().read(views, refs, entities)
-    except (KeyError, ValueError) as e:
-        raise FeatureError(str(e).strip("'\"")) from None
+    except KeyError as e:  # an unknown ref (the reader suggests close ones)
+        raise FeatureError(str(e).strip("'\""), 404) from None
+    except LookupError as e:  # a view with no online table yet
+        raise FeatureError(str(e), 409) from None
+    except ValueError as e:  # entity columns missing, of unequal length or of the wrong type
+        raise FeatureError(str(e)) from None
 
 
 def frame_json(frame) -> dict:

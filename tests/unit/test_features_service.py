@@ -206,3 +206,18 @@ def test_the_redis_online_store_by_configuration(api_db, tmp_path):
         repo.close()
         for key in client.scan_iter(match=f"*{project}"):
             client.delete(key)
+
+
+def test_every_record_batch_of_the_rows_reaches_the_online_store(repo, tmp_path):
+    """Rows arrive as Arrow streams of several record batches (DuckDB writes them so)."""
+    service.apply(repo, ADA, service.decode(wire(*definitions(source_file(tmp_path, "ada")))))
+    fv = service.get_view(repo, "customer_stats")
+    t = datetime(2026, 1, 2, tzinfo=timezone.utc)
+    batches = [pa.record_batch({"customer_id": [k], "ltv": [float(k)], "age": [k],
+                                "event_timestamp": pa.array([t], pa.timestamp("us", "UTC"))})
+               for k in range(1, 6)]
+    assert service.write_online(repo, fv, pa.Table.from_batches(batches)) == 5
+    from himalia.hub.features.api import read_online
+
+    frame = read_online(repo, ["customer_stats:ltv"], {"customer_id": [5, 1, 3]})
+    assert frame.ltv.tolist() == [5.0, 1.0, 3.0]

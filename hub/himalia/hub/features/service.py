@@ -589,7 +589,9 @@ def write_online(repo: FeatureRepo, fv, table) -> int:
     if not pa.types.is_timestamp(ts.type):
         raise FeatureError(f"{spec.timestamp_field}: a timestamp column is needed.")
     join_keys = {k.name: ValueType[k.dtype] for k in spec.join_keys}
-    rows = _convert_arrow_to_proto(table, fv, join_keys)
+    # Feast converts the first record batch of a table only: hand it every batch.
+    rows = [row for batch in table.combine_chunks().to_batches()
+            for row in _convert_arrow_to_proto(batch, fv, join_keys)]
     with _online_write:
         repo.provider().online_write_batch(repo.store.config, fv, rows, progress=None)
     return len(rows)

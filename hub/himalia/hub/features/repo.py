@@ -9,6 +9,8 @@ SQLite file when the platform runs as their own account) and through the API oth
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +46,23 @@ def online_config(setting: str, root: Path) -> dict:
     if not setting or setting == "sqlite":
         return {"type": "sqlite", "path": str(root / "online.db")}
     return {"type": "redis", "connection_string": redis_connection_string(setting)}
+
+
+#: What Feast's metrics module puts in the environment when it is imported (a private temporary
+#: folder for prometheus_client): every child process would inherit it, and one running as
+#: another account fails on it.
+FEAST_METRICS_VARIABLES = ("PROMETHEUS_MULTIPROCESS_DIR", "PROMETHEUS_MULTIPROC_DIR")
+
+
+def contain_feast_metrics() -> None:
+    """Keep Feast's metrics folder to this process: take the variables its import set out of
+    the environment (Feast keeps the folder's name itself)."""
+    metrics = sys.modules.get("feast.metrics")
+    if metrics is None or not getattr(metrics, "_owns_mp_dir", False):
+        return
+    for name in FEAST_METRICS_VARIABLES:
+        if os.environ.get(name) == getattr(metrics, "_prometheus_mp_dir", None):
+            os.environ.pop(name)
 
 
 @dataclass
@@ -116,7 +135,12 @@ class FeatureRepo:
                     from feast import FeatureStore
 
                     self.settings.root.mkdir(parents=True, exist_ok=True)
-                    self._store = FeatureStore(config=self.repo_config(), repo_path=str(self.settings.root))
+                    store = FeatureStore(config=self.repo_config(), repo_path=str(self.settings.root))
+                    # Feast makes its registry (and its tables) on first use, unlocked: make
+                    # it here, once, before any other thread can see the store.
+                    store.registry
+                    contain_feast_metrics()
+                    self._store = store
         return self._store
 
     @property

@@ -13,6 +13,24 @@ from himalia_testing import (PG_DSN, PGDatabase, Platform, postgres_available, r
                              require_service)
 
 
+_FEAST_METRICS = ("PROMETHEUS_MULTIPROCESS_DIR", "PROMETHEUS_MULTIPROC_DIR")
+_STARTING_METRICS = {name: os.environ.get(name) for name in _FEAST_METRICS}
+
+
+@pytest.fixture(autouse=True)
+def _no_feast_metrics_folder_for_children():
+    """Feast's metrics module, once imported here (tests compare with Feast itself), puts a
+    private folder of this process in the environment; processes started later (platforms,
+    commands, as other accounts too) must not inherit it."""
+    yield
+    for name, value in _STARTING_METRICS.items():
+        if os.environ.get(name) != value:
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 @pytest.fixture(scope="session")
 def proxy_bin() -> Path:
     """configurable-http-proxy installed once per test session (npm, ~2 s), where the tests'

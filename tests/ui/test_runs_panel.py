@@ -99,6 +99,10 @@ def lab(tmp_path: Path, mlflow_server: MlflowServer, seeded: Seeded) -> Iterator
         yield app.url, app.token
 
 
+#: How long the panel may take to show its first runs.
+FIRST_LOAD_MS = 30_000
+
+
 def open_notebook(page: Page, base: str, token: str, path: str) -> None:
     page.goto(f"{base}lab/tree/{path}?token={token}")
     expect(page.locator(".jp-NotebookPanel")).to_be_visible(timeout=60_000)
@@ -125,7 +129,9 @@ def test_runs_panel_lists_plots_and_compares_this_notebooks_runs(
 
     # This notebook's runs, newest first, and not another notebook's.
     expect(panel.locator(".jp-himalia-runs-context")).to_have_text(f"Runs of {NOTEBOOK}")
-    expect(rows(panel)).to_have_count(2)
+    # The panel's first answer waits for the server extension's first MLflow query (a cold
+    # import of MLflow in a fresh environment).
+    expect(rows(panel)).to_have_count(2, timeout=FIRST_LOAD_MS)
     assert [r.get_attribute("data-run-id") for r in rows(panel).all()] == [seeded.b, seeded.a]
     row_a = panel.locator(f'.jp-himalia-run[data-run-id="{seeded.a}"]')
     expect(row_a.locator(".jp-himalia-run-name")).to_have_text("baseline")
@@ -178,7 +184,7 @@ def test_runs_panel_follows_the_active_notebook(page: Page, lab: tuple[str, str]
     base, token = lab
     open_notebook(page, base, token, NOTEBOOK)
     panel = open_runs_panel(page)
-    expect(rows(panel)).to_have_count(2)
+    expect(rows(panel)).to_have_count(2, timeout=FIRST_LOAD_MS)
 
     # Open the other notebook from the file browser, then come back to the panel.
     page.locator('.jp-SideBar .lm-TabBar-tab[data-id="filebrowser"]').click()

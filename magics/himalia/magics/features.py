@@ -19,6 +19,7 @@ from IPython.display import display
 from traitlets import Callable
 
 from himalia.sdk import Client, HimaliaError
+from himalia.sdk.features import parse_keys
 
 from .base import HimaliaMagics, render
 from .jobs import api_message
@@ -83,25 +84,6 @@ def _ttl(seconds: float) -> str:
         return "none"
     days, rest = divmod(int(seconds), 86400)
     return f"{days}d" if not rest else f"{seconds:g}s"
-
-
-def parse_keys(specs: list[str]) -> dict:
-    """``["customer_id=1,2,3", "region=eu,us"]`` -> ``{"customer_id": [1, 2, 3], ...}``; numbers
-    are numbers, anything else a string."""
-    keys: dict[str, list] = {}
-    for spec in specs:
-        name, sep, values = spec.partition("=")
-        if not sep or not name or not values:
-            raise UsageError(f"%features get: --key {spec!r}: write JOIN_KEY=VALUE[,VALUE...]")
-        keys[name] = [_value(v) for v in values.split(",")]
-    return keys
-
-
-def _value(text: str):
-    try:
-        return int(text)
-    except ValueError:
-        return text
 
 
 @magics_class

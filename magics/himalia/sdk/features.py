@@ -275,11 +275,10 @@ class Features:
             views = {name: ViewSpec.from_json(v["spec"]) for name, v in self.specs(refs)["views"].items()}
             try:
                 return self._reader().read(views, refs, entities)
-            except (OSError, ConnectionError) as e:
+            except (OSError, ConnectionError):
                 # The store is not reachable from here (the platform's own SQLite file, or a
                 # network the kernel is not on): read through the API from now on.
                 self._direct = False
-                del e
             except Exception as e:
                 if type(e).__module__.split(".")[0] not in ("sqlite3", "redis"):
                     raise
@@ -379,6 +378,26 @@ def materialize_notebook(views: list[str]) -> dict:
                                  "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
     return json.loads(nbformat.writes(nb))
+
+
+def parse_keys(specs: Sequence[str]) -> dict[str, list]:
+    """``["customer_id=1,2,3", "region=eu"]`` -> ``{"customer_id": [1, 2, 3], "region": ["eu"]}``
+    (the ``--key`` of ``%features get`` and ``himalia features get``): whole numbers are
+    numbers, anything else a string; ValueError naming a malformed one."""
+    keys: dict[str, list] = {}
+    for spec in specs:
+        name, sep, values = spec.partition("=")
+        if not sep or not name or not values:
+            raise ValueError(f"--key {spec!r}: write JOIN_KEY=VALUE[,VALUE...]")
+        keys[name] = [_key_value(v) for v in values.split(",")]
+    return keys
+
+
+def _key_value(text: str):
+    try:
+        return int(text)
+    except ValueError:
+        return text
 
 
 def _refs(refs: Sequence[str]) -> list[str]:

@@ -15,7 +15,7 @@ import json
 import runpy
 from pathlib import Path
 
-from himalia.sdk.features import Features
+from himalia.sdk.features import Features, parse_keys
 
 from .common import CLIError
 from .jobs import _one_line, client_from, platform_errors, table, token_options
@@ -95,12 +95,10 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
 
 def cmd_get(args: argparse.Namespace) -> int:
-    keys = {}
-    for spec in args.key:
-        name, sep, values = spec.partition("=")
-        if not sep or not name or not values:
-            raise CLIError(f"--key {spec!r}: write JOIN_KEY=VALUE[,VALUE...]")
-        keys[name] = [int(v) if v.lstrip("-").isdigit() else v for v in values.split(",")]
+    try:
+        keys = parse_keys(args.key)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
     refs = [r for word in args.refs for r in word.split(",") if r]
     features = _features(args)
     with platform_errors():

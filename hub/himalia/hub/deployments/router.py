@@ -29,6 +29,7 @@ import aiohttp
 from aiohttp import web
 from sqlalchemy import insert, update
 
+from ..features.repo import ENTITY_KEY_SERIALIZATION_VERSION
 from ..services.api.identity import platform_roles
 from ..storage import Database
 from .models import DeploymentKey, Prediction
@@ -109,7 +110,8 @@ class FeatureFiller:
         if self._store is None:
             from himalia.features.online import OnlineStore
 
-            self._store = OnlineStore.from_config(self.online, self.project, 3)
+            self._store = OnlineStore.from_config(self.online, self.project,
+                                                  ENTITY_KEY_SERIALIZATION_VERSION)
         return self._store
 
     def fill(self, target: Target, body: bytes) -> bytes:

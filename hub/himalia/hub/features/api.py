@@ -17,12 +17,12 @@ from fastapi.responses import Response
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from ..services.api.authz import allow
+from ..services.api.authz import allow, is_owner_or_admin
 from ..services.api.identity import Identity
 from ..storage import Database
 from . import service
 from .models import RUNNING, Materialization
-from .repo import FeatureRepo, FeatureSettings
+from .repo import ENTITY_KEY_SERIALIZATION_VERSION, FeatureRepo, FeatureSettings
 from .service import FeatureError
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
@@ -106,8 +106,6 @@ def make_router(prefix: str, db: Database, settings: FeatureSettings) -> APIRout
 
     @router.get("/online-store", summary="Where online values are, for readers that can reach it")
     def online_store(who: Identity = Depends(allow("scientist"))) -> dict:
-        from .repo import ENTITY_KEY_SERIALIZATION_VERSION
-
         return {"store": settings.online, "project": settings.project,
                 "entity_key_serialization_version": ENTITY_KEY_SERIALIZATION_VERSION}
 
@@ -150,7 +148,7 @@ def make_router(prefix: str, db: Database, settings: FeatureSettings) -> APIRout
 
     def running(session, who: Identity, mid: int) -> Materialization:
         m = session.get(Materialization, mid)
-        if m is None or (m.owner != who.name and not service.is_admin(who)):
+        if m is None or not is_owner_or_admin(who, m.owner):
             raise FeatureError(f"No materialization {mid} of yours.", 404)
         if m.state != RUNNING:
             raise FeatureError(f"Materialization {mid} has ended ({m.state}).", 409)

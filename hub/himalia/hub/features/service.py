@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..errors import PlatformError
-from ..services.api.authz import ADMIN
+from ..services.api.authz import is_owner_or_admin
 from ..services.api.identity import Identity
 from ..unixusers import AccountError, unix_name
 from .models import FAILED, RUNNING, SUCCEEDED, FeatureStats, Materialization
@@ -132,10 +132,6 @@ def check_source_path(settings: FeatureSettings, owner: str, view: str, path: st
     return str(normal)
 
 
-def is_admin(who: Identity) -> bool:
-    return ADMIN in who.roles
-
-
 def _owner_of(obj) -> str:
     return getattr(obj, "owner", "") or ""
 
@@ -229,13 +225,13 @@ def plan(repo: FeatureRepo, who: Identity, objects: list) -> Plan:
         current = (entities if kind == "entity" else views).get(obj.name)
         owner = _owner_of(current) if current is not None else who.name
         if isinstance(obj, FeatureView):
-            if owner != who.name and not is_admin(who):
+            if not is_owner_or_admin(who, owner):
                 raise FeatureError(f"The feature view {obj.name!r} belongs to {owner}; only they "
                                    "(or an admin) may change it. Choose another name for yours.", 403)
             _check_view(repo, who, obj, owner, entities, new_entities)
         obj.owner = owner
         change = _diff(current, obj, kind)
-        if current is not None and owner != who.name and not is_admin(who) and change.action != "unchanged":
+        if current is not None and not is_owner_or_admin(who, owner) and change.action != "unchanged":
             what = "entity" if kind == "entity" else "feature view"
             raise FeatureError(f"The {what} {obj.name!r} belongs to {owner}; only they (or an admin) "
                                f"may change it. Choose another name for yours.", 403)
@@ -326,7 +322,7 @@ def delete_view(repo: FeatureRepo, who: Identity, name: str) -> None:
     with repo.write_lock:
         fv = get_view(repo, name)
         owner = _owner_of(fv)
-        if owner != who.name and not is_admin(who):
+        if not is_owner_or_admin(who, owner):
             raise FeatureError(f"The feature view {name!r} belongs to {owner}; only they (or an "
                                "admin) may delete it.", 403)
         repo.registry.delete_feature_view(name, repo.project, commit=True)
@@ -565,7 +561,7 @@ def save_stats(session: Session, view: str, body: Any) -> FeatureStats:
 
 def require_view_owner(who: Identity, fv) -> None:
     owner = _owner_of(fv)
-    if owner != who.name and not is_admin(who):
+    if not is_owner_or_admin(who, owner):
         raise FeatureError(f"Only the owner of {fv.name!r} ({owner}) materializes it: its data "
                            "is read from their files.", 403)
 

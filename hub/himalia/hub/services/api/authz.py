@@ -85,9 +85,14 @@ def require_role(who: Identity, *roles: str) -> None:
     )
 
 
+def is_owner_or_admin(who: Identity, owner: str) -> bool:
+    """Whether ``who`` owns the object, or is an admin."""
+    return who.name == owner or ADMIN in who.roles
+
+
 def require_owner_or_admin(who: Identity, owner: str, what: str = "this") -> None:
     """Only the owner of an object, or an admin, may act on it."""
-    if who.name == owner or ADMIN in who.roles:
+    if is_owner_or_admin(who, owner):
         return
     raise Forbidden(f"Only its owner '{owner}' or an admin may act on {what}.")
 

@@ -143,7 +143,10 @@ def runner_process(platform: Platform) -> psutil.Process:
         found[:] = []
         for p in platform.processes():
             try:
-                if p.status() != psutil.STATUS_ZOMBIE and "--supervised" in p.cmdline():
+                # The runner itself, not its supervisor, nor the deployment manager (also supervised).
+                cmdline = p.cmdline()
+                if (p.status() != psutil.STATUS_ZOMBIE and "--supervised" in cmdline
+                        and "himalia.hub.jobs.runner" in cmdline):
                     found.append(p)
             except psutil.Error:
                 pass
@@ -413,7 +416,7 @@ def test_killing_the_runner_loses_nothing_and_runs_no_slot_twice(platform, peopl
     assert definition["version"] == 1 and definition["parameters"]["rate"]["default"] == 0.5
     leftover = [k for k in kernels_of(platform, account)
                 if k.ppid() not in (runner_process(platform).pid,)]
-    assert leftover == [], [k.cmdline() for k in leftover]
+    assert leftover == [], [(k.ppid(), k.cmdline()) for k in leftover]
     print(f"crash test: {kills} kills, {len(runs)} runs, {len(failed_by_crash)} failed by a kill, "
           f"{len(slots)} slots each run once, {sum(r['trigger'] == 'retry' for r in runs)} retries, "
           f"{sum(r['state'] == 'queued' for r in runs)} left queued")

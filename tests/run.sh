@@ -35,6 +35,6 @@ command -v dockerd >/dev/null || apt_install docker.io
 command -v debootstrap >/dev/null || apt_install debootstrap
 install_himalia test
 
-# Test modules run side by side (each module shares one started platform, so a module stays on
-# one worker); most of their time is spent waiting on servers, not computing.
-exec .venv/bin/python -m pytest -n "${HIMALIA_TEST_WORKERS:-3}" --dist loadfile "$@"
+# Test modules run two at a time (each module shares one started platform, so a module stays
+# on one worker): much of their time is spent waiting on servers, not computing.
+exec .venv/bin/python -m pytest -n "${HIMALIA_TEST_WORKERS:-2}" --dist loadfile "$@"

@@ -79,7 +79,7 @@ def test_the_current_members_are_read_so_a_restart_keeps_them(tmp_path):
     from himalia.hub.hubconfig import Runtime, build_hub_config
 
     url = f"sqlite:///{tmp_path / 'jupyterhub.sqlite'}"
-    assert role_members(url) == {"scientist": [], "viewer": []}  # no hub tables yet
+    assert role_members(url) == {"scientist": [], "viewer": [], "labeler": []}  # no hub tables yet
     engine = create_engine(url)
     orm.Base.metadata.create_all(engine)
     with Session(engine) as db:
@@ -89,14 +89,14 @@ def test_the_current_members_are_read_so_a_restart_keeps_them(tmp_path):
         legacy = orm.Group(name="viewers")
         db.add(legacy)
         db.commit()
-        for name, role in (("ada", "scientist"), ("bo", "viewer"), ("cy", None)):
+        for name, role in (("ada", "scientist"), ("bo", "viewer"), ("cy", None), ("di", "labeler")):
             set_platform_role(db, user(db, name), role)
         legacy.users.append(user(db, "old"))
         db.commit()
     engine.dispose()
 
     members = role_members(url)
-    assert members == {"scientist": ["ada"], "viewer": ["bo", "old"]}
+    assert members == {"scientist": ["ada"], "viewer": ["bo", "old"], "labeler": ["di"]}
     runtime = Runtime(hub_port=1, api_port=2, proxy_api_port=3)
     config = build_hub_config(HimaliaConfig(state_dir=str(tmp_path)), runtime, role_members=members)
     listed = {r["name"]: r.get("users") for r in config.JupyterHub.load_roles}

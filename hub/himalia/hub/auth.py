@@ -127,7 +127,8 @@ def role_members(db_url: str) -> dict[str, list[str]]:
             for role in USER_ROLES:
                 found = orm.Role.find(db, role)
                 names = {u.name for u in found.users} if found is not None else set()
-                group = orm.Group.find(db, LEGACY_ROLE_GROUPS[role])
+                legacy = LEGACY_ROLE_GROUPS.get(role)
+                group = orm.Group.find(db, legacy) if legacy else None
                 if group is not None:
                     names |= {u.name for u in group.users if platform_role_of(u) is None}
                 members[role] = sorted(names)

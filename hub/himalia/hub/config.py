@@ -14,7 +14,7 @@ from pathlib import Path
 from traitlets import Bool, CaselessStrEnum, Dict, Int, List, TraitError, Unicode, default, validate
 from traitlets.config import Configurable
 
-ROLES = ("admin", "scientist", "viewer")
+ROLES = ("admin", "scientist", "viewer", "labeler")
 #: Unix account names ``useradd`` accepts, and the longest it allows.
 UNIX_NAME = re.compile(r"^[a-z_][a-z0-9_-]*$")
 MAX_UNIX_NAME = 32
@@ -22,7 +22,7 @@ MAX_UNIX_NAME = 32
 ADMIN_GROUP = "admins"
 #: The platform roles that are JupyterHub roles held by users directly (not through groups: a
 #: group on every user costs the hub extra queries on every request).
-USER_ROLES = ("scientist", "viewer")
+USER_ROLES = ("scientist", "viewer", "labeler")
 #: Hub groups that carried the scientist and viewer roles before; their members are moved to
 #: the roles themselves when the hub starts.
 LEGACY_ROLE_GROUPS = {"scientist": "scientists", "viewer": "viewers"}

@@ -21,6 +21,7 @@ from .auth import role_members
 from .config import ADMIN_GROUP, HimaliaConfig, StatePaths, write_private
 from . import userenv
 from .features.repo import FeatureSettings, online_config
+from .labels.service import LabelSettings
 from .tracking import server as tracking_server
 from .unixusers import username_help, username_pattern
 
@@ -30,6 +31,8 @@ MODELS_SERVICE = "himalia-models"
 ADMIN_SERVICE = "himalia-admin"
 CULLER_SERVICE = "idle-culler"
 TRACKING_SERVICE = tracking_server.SERVICE
+#: Seconds the hub waits for a managed web service (API, MLflow, ...) to answer at start.
+SERVICE_START_TIMEOUT = 120
 #: Wrapper that ends a managed service when its hub is gone (see services/tied.py).
 TIED = "himalia.hub.services.tied"
 
@@ -58,6 +61,8 @@ SCIENTIST_SCOPES = [
     _ACCESS_MODELS,
 ]
 VIEWER_SCOPES = list(BASE_SCOPES)
+#: Labelers reach the platform API, where only labeling admits them (authz.LABELER).
+LABELER_SCOPES = list(BASE_SCOPES)
 #: Scopes of $JUPYTERHUB_API_TOKEN in a user's server and kernels (intersected with the user's).
 SERVER_TOKEN_SCOPES = ["users:activity!user", *BASE_SCOPES, _ACCESS_TRACKING]
 #: Seconds a user's server trusts the hub's answer about a token: a revoked token stops
@@ -466,6 +471,9 @@ def build_hub_config(cfg: HimaliaConfig, runtime: Runtime, as_root: bool | None 
     services[0]["environment"].update(_jobs_api_environment(cfg, paths))
     services[0]["environment"].update(_deployments_api_environment(paths))
     services[0]["environment"].update(_features_api_environment(cfg, paths, runtime, as_root))
+    services[0]["environment"]["HIMALIA_LABELS"] = json.dumps(LabelSettings(
+        system_users=bool(cfg.system_users and as_root), user_prefix=cfg.system_user_prefix,
+        users_root=str(paths.users)).to_json())
     # Deployed models answer at /models/<name>/ (the router of the deployment manager).
     c.Proxy.extra_routes = {"/models/": f"http://127.0.0.1:{runtime.models_port}"}
     if cfg.cull_idle_timeout > 0:
@@ -477,6 +485,12 @@ def build_hub_config(cfg: HimaliaConfig, runtime: Runtime, as_root: bool | None 
                 **service_account,
             }
         )
+    for service in services:
+        if "url" in service and "command" in service:
+            # How long the hub waits for a managed service to answer before it gives up and
+            # exits (JupyterHub's default is 30 s; MLflow alone takes 25 s on a busy 2-core
+            # machine).
+            service.setdefault("timeout", SERVICE_START_TIMEOUT)
     c.JupyterHub.services = services
 
     # Admins are a group (as in JupyterHub's admin page); scientists and viewers hold their role
@@ -492,6 +506,8 @@ def build_hub_config(cfg: HimaliaConfig, runtime: Runtime, as_root: bool | None 
          "scopes": SCIENTIST_SCOPES, "users": role_members.get("scientist", [])},
         {"name": "viewer", "description": "Dashboards and published job outputs only",
          "scopes": VIEWER_SCOPES, "users": role_members.get("viewer", [])},
+        {"name": "labeler", "description": "Labels the label sets shared with them, in the browser",
+         "scopes": LABELER_SCOPES, "users": role_members.get("labeler", [])},
         {"name": "himalia-jobs", "description": "The job runner: a token per run for its owner",
          "scopes": ["tokens", "read:users"], "services": [JOBS_SERVICE]},
         {"name": MODELS_SERVICE, "description": "Deployment manager: build tokens of owners, "

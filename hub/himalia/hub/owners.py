@@ -14,7 +14,7 @@ import pwd
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import httpx
 
@@ -24,6 +24,18 @@ from .unixusers import AccountError, AccountRegistry, unix_name
 #: A person's account is looked up again after this long (a person deleted and made again gets
 #: a new account, never the old one's).
 ACCOUNT_TTL = 30.0
+
+
+def files_root(owner: str, *, system_users: bool, user_prefix: str, users_root: str) -> PurePosixPath:
+    """Where ``owner``'s own files are: their Unix account's home with system users, else their
+    folder under the state directory (``users_root``); :class:`AccountError` when their
+    account does not exist yet."""
+    if system_users:
+        try:
+            return PurePosixPath(pwd.getpwnam(unix_name(user_prefix, owner)).pw_dir)
+        except KeyError:
+            raise AccountError(f"{owner} has no Unix account yet") from None
+    return PurePosixPath(users_root) / owner
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from .deployments import DeployMagics
 from .features import FeatureMagics
 from .jobs import JobMagics
+from .labels import LabelMagics
 from .packages import PackageMagics
 from .platform import PlatformMagics
 from .tracking import TrackingMagics
@@ -15,6 +16,7 @@ def load_ipython_extension(ipython):
     ipython.register_magics(JobMagics)
     ipython.register_magics(DeployMagics)
     ipython.register_magics(FeatureMagics)
+    ipython.register_magics(LabelMagics)
 
 
-__all__ = ["DeployMagics", "FeatureMagics", "JobMagics", "PlatformMagics", "TrackingMagics", "load_ipython_extension"]
+__all__ = ["DeployMagics", "FeatureMagics", "JobMagics", "LabelMagics", "PlatformMagics", "TrackingMagics", "load_ipython_extension"]

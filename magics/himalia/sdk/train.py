@@ -912,7 +912,7 @@ def train(estimator, data: pd.DataFrame, target: str, *, task: str = "auto", tes
     import mlflow
 
     experiment_id = _experiment_id(mlflow, experiment)
-    run_tags = {"himalia.estimator": name, **(tags or {})}
+    run_tags = {"himalia.estimator": name, **_label_tags(data), **(tags or {})}
     limit = _max_param_length()
     with mlflow.start_run(run_name=run_name, experiment_id=experiment_id, tags=run_tags,
                           nested=mlflow.active_run() is not None) as run:
@@ -927,6 +927,14 @@ def train(estimator, data: pd.DataFrame, target: str, *, task: str = "auto", tes
     return TrainResult(model=fit.fitted, metrics=fit.metrics, figure=fit.figure, run_id=run.info.run_id,
                        model_uri=info.model_uri, experiment_id=run.info.experiment_id,
                        history=fit.history, **result_args)
+
+
+def _label_tags(data: pd.DataFrame) -> dict:
+    """The label snapshot ``data`` came from (``labels.to_frame()``), for the run's lineage."""
+    from .labels import ATTR, run_tags
+
+    info = getattr(data, "attrs", {}).get(ATTR)
+    return run_tags(info) if info else {}
 
 
 class _Fit:

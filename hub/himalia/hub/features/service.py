@@ -21,10 +21,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from .. import owners
 from ..errors import PlatformError
 from ..services.api.authz import is_owner_or_admin
 from ..services.api.identity import Identity
-from ..unixusers import AccountError, unix_name
+from ..unixusers import AccountError
 from .models import FAILED, RUNNING, SUCCEEDED, FeatureStats, Materialization
 from .repo import FeatureRepo, FeatureSettings
 
@@ -106,15 +107,12 @@ def decode(objects: Any) -> list:
 def files_root(settings: FeatureSettings, owner: str) -> PurePosixPath:
     """Where ``owner``'s own files are: their Unix account's home, or their folder under the
     state directory."""
-    if settings.system_users:
-        import pwd
-
-        try:
-            return PurePosixPath(pwd.getpwnam(unix_name(settings.user_prefix, owner)).pw_dir)
-        except (KeyError, AccountError):
-            raise FeatureError(f"{owner} has no Unix account yet: start your server once, then "
-                               "apply again.", 409) from None
-    return PurePosixPath(settings.users_root) / owner
+    try:
+        return owners.files_root(owner, system_users=settings.system_users,
+                                 user_prefix=settings.user_prefix, users_root=settings.users_root)
+    except (KeyError, AccountError):
+        raise FeatureError(f"{owner} has no Unix account yet: start your server once, then "
+                           "apply again.", 409) from None
 
 
 def check_source_path(settings: FeatureSettings, owner: str, view: str, path: str) -> str:

@@ -20,6 +20,7 @@ import uvicorn
 
 from ...deployments.api import DeploymentsSettings
 from ...features.repo import FeatureSettings
+from ...labels.service import LabelSettings
 from ...jobs.api import JobsSettings
 from ...jobs.service import Limits
 from .app import APISettings, create_app
@@ -63,6 +64,12 @@ def features_settings(env: Mapping[str, str]) -> FeatureSettings | None:
     return FeatureSettings.from_json(json.loads(raw)) if raw else None
 
 
+def labels_settings(env: Mapping[str, str]) -> LabelSettings | None:
+    """Labeling (``HIMALIA_LABELS``, JSON of :class:`LabelSettings`)."""
+    raw = env.get("HIMALIA_LABELS", "")
+    return LabelSettings(**json.loads(raw)) if raw else None
+
+
 def main() -> None:
     env = os.environ
     settings = APISettings(
@@ -78,6 +85,7 @@ def main() -> None:
         jobs=jobs_settings(env),
         deployments=deployments_settings(env),
         features=features_settings(env),
+        labels=labels_settings(env),
     )
     bind = urlparse(env["JUPYTERHUB_SERVICE_URL"])
     uvicorn.run(

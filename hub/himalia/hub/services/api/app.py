@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from ...deployments.api import DeploymentsSettings
     from ...features.repo import FeatureSettings
     from ...jobs.api import JobsSettings
+    from ...labels.service import LabelSettings
 
 #: On every response but /docs: a page opened by another user's JupyterLab (same origin, via
 #: ``window.open``) gets an opaque origin, so its opener cannot read it; and no framing.
@@ -97,20 +98,29 @@ class APISettings:
     deployments: "DeploymentsSettings | None" = None
     #: The feature store's repository; None leaves the features routes out.
     features: "FeatureSettings | None" = None
+    #: Labeling; None leaves the label sets' routes and page out.
+    labels: "LabelSettings | None" = None
 
 
 class SecurityHeaders:
     """Adds the CSP, ``nosniff`` and referrer headers to every response (errors included)."""
 
-    def __init__(self, app: ASGIApp, *, docs_path: str):
+    def __init__(self, app: ASGIApp, *, docs_path: str, pages: dict[str, str] | None = None):
         self.app = app
         self.docs_path = docs_path
+        #: Path prefixes of pages that run their own scripts -> their CSP (the labeling page).
+        self.pages = pages or {}
+
+    def csp(self, path: str) -> str:
+        if path == self.docs_path:
+            return DOCS_CSP
+        return next((csp for page, csp in self.pages.items() if path.startswith(page)), API_CSP)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        csp = DOCS_CSP if scope["path"] == self.docs_path else API_CSP
+        csp = self.csp(scope["path"])
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -180,7 +190,12 @@ def create_app(settings: APISettings) -> FastAPI:
     app.state.settings = settings
     app.state.db = db
     app.state.auth = auth
-    app.add_middleware(SecurityHeaders, docs_path=app.docs_url)
+    pages = {}
+    if settings.labels is not None:
+        from ...labels.api import PAGE_CSP
+
+        pages[f"{prefix}/label/"] = PAGE_CSP
+    app.add_middleware(SecurityHeaders, docs_path=app.docs_url, pages=pages)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
@@ -322,6 +337,13 @@ def create_app(settings: APISettings) -> FastAPI:
         from ...deployments.api import make_router as deployments_router
 
         app.include_router(deployments_router(prefix, db, settings.deployments, features_repo))
+    if settings.labels is not None:
+        from ...labels import api as labels_api
+
+        app.include_router(labels_api.make_router(
+            prefix, db, settings.labels, labels_api.GroupMembers(settings.hub_api_url, settings.api_token),
+            settings.cookie_secret, auth.cookie_name))
+        app.include_router(labels_api.asset_router(prefix))
     app.include_router(guide.make_router(prefix, guide.find_docs()))
     app.include_router(public)
     unprotected = unprotected_routes(app, prefix)

@@ -31,9 +31,15 @@ except ImportError:  # FastAPI < 0.137.2: app.routes is already flat
 
 #: Paths, relative to the service prefix, that anyone may call.
 #: ``/oauth_callback`` is where the hub sends a browser back during login, before it has a cookie.
-PUBLIC_ROUTES: frozenset[str] = frozenset({"/oauth_callback"})
+#: The labeling page's script and styles hold no data (labels/api.py ``asset_router``).
+PUBLIC_ROUTES: frozenset[str] = frozenset({
+    "/oauth_callback",
+    "/static/label/labeler.js", "/static/label/labeler.css", "/static/label/page.js",
+})
 
 ADMIN = "admin"
+#: Holds no general access: only routes that name it (labeling) admit it.
+LABELER = "labeler"
 
 # Only documents the header in the OpenAPI description (Swagger UI's "Authorize" button);
 # identity.py reads the token itself.
@@ -62,11 +68,12 @@ def _check_roles(roles: Iterable[str]) -> tuple[str, ...]:
 
 
 def has_role(who: Identity, *roles: str) -> bool:
-    """Whether ``who`` is an admin or holds one of ``roles`` (no roles: any platform role)."""
+    """Whether ``who`` is an admin or holds one of ``roles`` (no roles: any platform role but
+    ``labeler``, which reaches only the routes that name it)."""
     _check_roles(roles)
-    if not who.roles:
-        return False
-    return not roles or ADMIN in who.roles or any(r in who.roles for r in roles)
+    if not roles:
+        return any(r != LABELER for r in who.roles)
+    return ADMIN in who.roles or any(r in who.roles for r in roles)
 
 
 def require_role(who: Identity, *roles: str) -> None:
@@ -78,7 +85,7 @@ def require_role(who: Identity, *roles: str) -> None:
             f"'{who.name}' has no platform role: ask an administrator to give you one "
             f"({', '.join(ROLES)}) on the hub's People page or with 'himalia users role'."
         )
-    needed = sorted({*roles, ADMIN})
+    needed = sorted({*roles, ADMIN}) if roles else [r for r in ROLES if r != LABELER]
     raise Forbidden(
         f"This needs the platform role {' or '.join(needed)}; '{who.name}' has "
         f"{', '.join(who.roles)}."
@@ -98,12 +105,13 @@ def require_owner_or_admin(who: Identity, owner: str, what: str = "this") -> Non
 
 
 def may_use_shared(name: str, roles: Iterable[str], owner: str, *, users: Iterable[str] = (),
-                   groups: Iterable[str] = (), member_of: Iterable[str] = ()) -> bool:
+                   groups: Iterable[str] = (), member_of: Iterable[str] = (),
+                   labelers: bool = False) -> bool:
     """Whether ``name`` (holding ``roles``, in groups ``member_of``) may use an object of
-    ``owner`` shared with ``users`` and ``groups``: a platform role is needed, then the owner,
-    an admin, a named user or a member of a named group. Also for callers that are not API
-    requests (the model router)."""
-    roles = set(roles)
+    ``owner`` shared with ``users`` and ``groups``: a platform role is needed (``labeler``
+    counts only where ``labelers``: label sets), then the owner, an admin, a named user or a
+    member of a named group. Also for callers that are not API requests (the model router)."""
+    roles = set(roles) if labelers else set(roles) - {LABELER}
     return bool(roles) and (name == owner or ADMIN in roles or name in set(users)
                             or bool(set(member_of) & set(groups)))
 

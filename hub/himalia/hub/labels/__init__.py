@@ -1,0 +1,1 @@
+"""Labeling: label sets, per-annotator queues, annotations, agreement and snapshots."""

@@ -16,14 +16,8 @@ pytestmark = pytest.mark.timeout(900)
 
 
 @pytest.fixture(scope="module")
-def platform(proxy_bin):
-    p = Platform(None, proxy_bin)
-    p.write_config()
-    try:
-        p.start(timeout=180)
-        yield p
-    finally:
-        p.close()
+def platform(sqlite_platform) -> Platform:
+    return sqlite_platform
 
 
 @pytest.fixture(scope="module")

@@ -234,6 +234,7 @@ def test_bad_input_is_a_clear_4xx_and_writes_nothing(client, tmp_path):
         ([{"id": "6", "text": "x" * (10 * 2**20 + 1)}], 413, "too large"),
         ([{"id": "7", "image": png(), "source": "/etc/passwd"}], 403, "outside your files"),
         ([{"id": "8"}], 400, "exactly one of"),
+        ([{"id": "a/b", "text": "x"}], 400, "without '/'"),
         ([], 400, "non-empty list"),
     ]
     for items, status, text in item_cases:
@@ -255,7 +256,10 @@ def test_bad_input_is_a_clear_4xx_and_writes_nothing(client, tmp_path):
     assert client.get(f"{API}/{ls['id']}/annotations", headers=h).json()["annotations"] == []
     # An image from a file inside the owner's files is accepted (the SDK sends its bytes).
     source = tmp_path / "users" / "sam" / "photo.png"
-    add(client, ls["id"], [{"id": "9", "image": png(), "source": str(source)}])
+    add(client, ls["id"], [{"id": "9 #1", "image": png(), "source": str(source)}])
+    (item,) = [i for i in client.get(f"{API}/{ls['id']}/items", headers=h).json()["items"] if i["kind"] == "image"]
+    assert item["image_path"] == f"{ls['id']}/items/9%20%231/image"
+    assert client.get(f"{API}/{item['image_path']}", headers=h).content == base64.b64decode(png())
 
 
 def test_a_retry_stores_once_undo_takes_back_and_skip_is_final(client):

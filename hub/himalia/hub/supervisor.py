@@ -47,11 +47,14 @@ class ManagedProcess:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM the process group; SIGKILL whatever is left of it after ``timeout``."""
+    def stop(self, timeout: float = 15.0, descendants_timeout: float = 30.0) -> None:
+        """SIGTERM the process group; SIGKILL whatever is left of it after ``timeout``. Then
+        wait for the processes it had started in sessions of their own (the hub's managed
+        services end when they see the hub gone) and SIGKILL their groups if they linger."""
         if self.proc is None:
             return
         pgid = self.proc.pid
+        started = descendants(pgid)
         signal_group(pgid, signal.SIGTERM)
         try:
             self.proc.wait(timeout)
@@ -60,6 +63,15 @@ class ManagedProcess:
         # The leader, or members of its group it left behind.
         signal_group(pgid, signal.SIGKILL)
         self.proc.wait()
+        deadline = time.monotonic() + descendants_timeout
+        while any(pid_alive(pid) for pid in started) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for pid in started:
+            try:
+                group = os.getpgid(pid)
+            except ProcessLookupError:
+                continue
+            signal_group(group, signal.SIGKILL)
 
 
 def signal_group(pgid: int, sig: int) -> None:
@@ -107,6 +119,16 @@ def children(pid: int) -> list[int]:
             continue
         if int(fields[1]) == pid:
             found.append(int(entry.name))
+    return found
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children, theirs, ...), from ``/proc``."""
+    found, todo = [], [pid]
+    while todo:
+        below = children(todo.pop())
+        found += below
+        todo += below
     return found
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import PurePosixPath
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import delete, exists, func, not_, or_, select, update
 from sqlalchemy.orm import Session
@@ -273,8 +274,9 @@ def parse_items(settings: LabelSettings, ls: LabelSet, body: Any) -> list[dict]:
         key = item.get("id")
         if isinstance(key, (int, float)) and not isinstance(key, bool):
             key = str(key)
-        if not isinstance(key, str) or not key or len(key) > 255:
-            raise LabelError(f"Item {n}: 'id' is a string of 1 to 255 characters.")
+        if not isinstance(key, str) or not key or len(key) > 255 or "/" in key:
+            raise LabelError(f"Item {n}: 'id' is a string of 1 to 255 characters without '/' "
+                             "(it is part of the item's URLs).")
         if key in seen:
             raise LabelError(f"Item id '{key}' appears more than once in this batch.", 409)
         seen.add(key)
@@ -323,17 +325,25 @@ def add_items(session: Session, ls: LabelSet, parsed: list[dict]) -> int:
     return len(parsed)
 
 
+def image_path(ls: LabelSet, item: LabelItem) -> str:
+    """Where an image item's bytes are, below ``/api/v1/labelsets/``."""
+    return f"{ls.id}/items/{quote(item.key, safe='')}/image"
+
+
+def content(ls: LabelSet, item: LabelItem) -> dict:
+    """What the item shows: ``text``, ``row``, or where its image is (``image_path``)."""
+    if item.kind == TEXT:
+        return {"text": item.text}
+    if item.kind == ROW:
+        return {"row": item.row}
+    return {"image_path": image_path(ls, item)}
+
+
 def item_json(ls: LabelSet, item: LabelItem, inline: bool = False) -> dict:
     out: dict[str, Any] = {"id": item.key, "kind": item.kind, "labels_count": item.labels_count,
-                           "done": item.done}
-    if item.kind == TEXT:
-        out["text"] = item.text
-    elif item.kind == ROW:
-        out["row"] = item.row
-    else:
-        out["image_path"] = f"{ls.id}/items/{item.key}/image"
-        if inline and item.image is not None:
-            out["image"] = f"data:{item.media_type};base64," + base64.b64encode(item.image).decode()
+                           "done": item.done, **content(ls, item)}
+    if inline and item.image is not None:
+        out["image"] = f"data:{item.media_type};base64," + base64.b64encode(item.image).decode()
     if item.source:
         out["source"] = item.source
     return out
@@ -679,13 +689,7 @@ def snapshot_rows(session: Session, ls: LabelSet) -> tuple[list[dict], int]:
                "votes": {u: (lab[0] if ls.task == SINGLE else lab) for u, lab in sorted(v.items())},
                "n_labels": len(v), "agreement": round(len(agree) / len(v), 6) if v else None,
                "adjudicated": item.adjudicated is not None}
-        if item.kind == TEXT:
-            row["text"] = item.text
-        elif item.kind == ROW:
-            row["row"] = item.row
-        else:
-            row["image_path"] = f"{ls.id}/items/{item.key}/image"
-        rows.append(row)
+        rows.append({**row, **content(ls, item)})
     return rows, annotations
 
 

@@ -777,44 +777,61 @@ export class HimaliaClient {
     return this.fetchJSON<T>(this.url('deployments', endpoint, query), init);
   }
 
-  /**
-   * The server's successful response; an error reply or no reply throws with its message.
-   */
-  private async send(url: string, init: RequestInit = {}): Promise<Response> {
-    let response: Response;
-    try {
-      response = await ServerConnection.makeRequest(
-        url,
-        init,
-        this.serverSettings
-      );
-    } catch (error) {
-      throw new HimaliaRequestError(
-        `Cannot reach the Jupyter server: ${(error as Error).message}`,
-        0
-      );
-    }
-    if (!response.ok) {
-      const body = parseJSON(await response.text());
-      const message = hasMessage(body)
-        ? body.message
-        : `${response.status} ${response.statusText}`;
-      throw new HimaliaRequestError(message, response.status);
-    }
-    return response;
+  private send(url: string, init: RequestInit = {}): Promise<Response> {
+    return sendRequest(url, init, this.serverSettings);
   }
 
-  private async fetchJSON<T>(url: string, init: RequestInit = {}): Promise<T> {
-    const response = await this.send(url, init);
-    const body = parseJSON(await response.text());
-    if (body === null) {
-      throw new HimaliaRequestError(
-        'The server sent an empty or invalid reply.',
-        response.status
-      );
-    }
-    return body as T;
+  private fetchJSON<T>(url: string, init: RequestInit = {}): Promise<T> {
+    return requestJSON<T>(url, init, this.serverSettings);
   }
+}
+
+/**
+ * The Jupyter server's successful response; an error reply or no reply throws
+ * {@link HimaliaRequestError} with the server's message.
+ */
+export async function sendRequest(
+  url: string,
+  init: RequestInit,
+  settings: ServerConnection.ISettings
+): Promise<Response> {
+  let response: Response;
+  try {
+    response = await ServerConnection.makeRequest(url, init, settings);
+  } catch (error) {
+    throw new HimaliaRequestError(
+      `Cannot reach the Jupyter server: ${(error as Error).message}`,
+      0
+    );
+  }
+  if (!response.ok) {
+    const body = parseJSON(await response.text());
+    const message = hasMessage(body)
+      ? body.message
+      : `${response.status} ${response.statusText}`;
+    throw new HimaliaRequestError(message, response.status);
+  }
+  return response;
+}
+
+/**
+ * The Jupyter server's JSON answer; an error reply, no reply or no JSON throws
+ * {@link HimaliaRequestError}.
+ */
+export async function requestJSON<T>(
+  url: string,
+  init: RequestInit,
+  settings: ServerConnection.ISettings
+): Promise<T> {
+  const response = await sendRequest(url, init, settings);
+  const body = parseJSON(await response.text());
+  if (body === null || typeof body !== 'object') {
+    throw new HimaliaRequestError(
+      'The server sent an empty or invalid reply.',
+      response.status
+    );
+  }
+  return body as T;
 }
 
 function parseJSON(text: string): unknown {

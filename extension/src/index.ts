@@ -16,6 +16,8 @@ import helpPlugin from './help';
 import { scheduleNotebook } from './jobs/dialog';
 import { jobsIcon, JobsPanel } from './jobs/panel';
 import kernelExitsPlugin from './kernelexits';
+import { LabelsClient } from './labels/client';
+import { labelsIcon, LabelsPanel } from './labels/panel';
 import { HimaliaSidebar } from './sidebar';
 import { followActiveNotebook, notebookPath } from './tracking/notebook';
 import { RunsPanel } from './tracking/panel';
@@ -348,12 +350,57 @@ const featuresPlugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
+/**
+ * The command that shows the Labels panel; with `id`, that label set in detail.
+ */
+export const OPEN_LABELS = 'himalia:labels';
+
+/**
+ * Adds the Labels panel (label sets: progress, annotators, agreement, conflicts) to the left
+ * sidebar, with the command that opens it.
+ */
+const labelsPlugin: JupyterFrontEndPlugin<void> = {
+  id: 'himalia:labels',
+  description:
+    'Follows label sets: progress per set and annotator, agreement, conflicts to adjudicate, snapshots.',
+  autoStart: true,
+  optional: [ILayoutRestorer, ICommandPalette],
+  activate: (
+    app: JupyterFrontEnd,
+    restorer: ILayoutRestorer | null,
+    palette: ICommandPalette | null
+  ): void => {
+    const himalia = new HimaliaClient(app.serviceManager.serverSettings);
+    const panel = new LabelsPanel({
+      client: new LabelsClient(app.serviceManager.serverSettings),
+      whoami: async () => (await himalia.status()).whoami
+    });
+    addToSidebar(app, restorer, panel, 950);
+
+    app.commands.addCommand(OPEN_LABELS, {
+      label: 'Labels',
+      caption: 'Your label sets: progress, annotators, agreement, conflicts',
+      icon: labelsIcon,
+      execute: async args => {
+        app.shell.activateById(panel.id);
+        if (typeof args.id === 'number') {
+          await panel.reveal(args.id);
+        }
+      }
+    });
+    if (palette) {
+      palette.addItem({ command: OPEN_LABELS, category: 'himalia' });
+    }
+  }
+};
+
 export default [
   sidebarPlugin,
   runsPlugin,
   jobsPlugin,
   deploymentsPlugin,
   featuresPlugin,
+  labelsPlugin,
   helpPlugin,
   kernelExitsPlugin
 ];

@@ -3,3 +3,4 @@ import './tracking.css';
 import './jobs.css';
 import './deployments.css';
 import './features.css';
+import './labels.css';

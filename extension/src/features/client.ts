@@ -1,7 +1,7 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
-import { HimaliaRequestError } from '../handler';
+import { requestJSON } from '../handler';
 
 /**
  * A join key or a feature: its name and Feast value type (`INT64`, `DOUBLE`, `STRING`, ...).
@@ -165,36 +165,6 @@ export class FeaturesClient {
   private async _get<T>(endpoint: string, query?: URLSearchParams): Promise<T> {
     const path = URLExt.join(this.serverSettings.baseUrl, 'himalia', 'features', endpoint);
     const url = query ? `${path}?${query.toString()}` : path;
-    let response: Response;
-    try {
-      response = await ServerConnection.makeRequest(url, {}, this.serverSettings);
-    } catch (error) {
-      throw new HimaliaRequestError(
-        `Cannot reach the Jupyter server: ${(error as Error).message}`,
-        0
-      );
-    }
-    let body: unknown = null;
-    try {
-      body = JSON.parse(await response.text());
-    } catch {
-      body = null;
-    }
-    if (!response.ok) {
-      const message = (body as { message?: unknown } | null)?.message;
-      throw new HimaliaRequestError(
-        typeof message === 'string' && message
-          ? message
-          : `${response.status} ${response.statusText}`,
-        response.status
-      );
-    }
-    if (body === null || typeof body !== 'object') {
-      throw new HimaliaRequestError(
-        'The server sent an empty or invalid reply.',
-        response.status
-      );
-    }
-    return body as T;
+    return requestJSON<T>(url, {}, this.serverSettings);
   }
 }

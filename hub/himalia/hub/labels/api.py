@@ -264,15 +264,17 @@ def make_router(prefix: str, db: Database, settings: LabelSettings, members: Gro
         token = read_signed_cookie(cookie_secret, cookie_name, request.cookies.get(cookie_name))
         config = {**config, "api": f"{prefix}{base}/", "xsrf": xsrf_token(cookie_secret, token) if token else ""}
         text = (PAGE_DIR / template).read_text()
-        text = text.replace("{{title}}", html.escape(title)).replace(
-            "{{config}}", html.escape(json.dumps(config), quote=False))
+        hub_root = prefix.rsplit("/services/", 1)[0] + "/"
+        text = (text.replace("{{title}}", html.escape(title))
+                .replace("{{prefix}}", html.escape(prefix)).replace("{{hub}}", html.escape(hub_root))
+                .replace("{{config}}", html.escape(json.dumps(config), quote=False)))
         return HTMLResponse(text, headers={"Cache-Control": "no-store"})
 
     @router.get("/label/", include_in_schema=False)
     def label_index(request: Request, who: Identity = Depends(allow(*LABELING))) -> HTMLResponse:
         with db.session() as session:
             sets = [service.labelset_json(session, ls, who.name) for ls in service.visible(session, who)]
-        return page("index.html", "Labeling", {"labelsets": sets, "user": who.name,
+        return page("page.html", "Labeling", {"labelsets": sets, "user": who.name,
                                                "base": f"{prefix}/label/"}, request)
 
     @router.get("/label/{ref}", include_in_schema=False)

@@ -119,13 +119,16 @@ build_image() {
 # The Debian root file system, imported as an image named by its content.
 rootfs_image() {
   local key tarball root
-  key=$(printf '%s %s python3 python3-venv\n' "$suite" "$mirror" | cat - /etc/ssl/certs/ca-certificates.crt | hash_of)
+  # "root 0755": the key of root file systems whose top folder others may enter (mktemp makes
+  # it 0700, and an image whose / is 0700 lets no other user run anything).
+  key=$(printf '%s %s python3 python3-venv root 0755\n' "$suite" "$mirror" | cat - /etc/ssl/certs/ca-certificates.crt | hash_of)
   if ! docker image inspect "himalia/rootfs:$key" >/dev/null 2>&1; then
     tarball="$cache/rootfs-$key.tar"
     if [ ! -f "$tarball" ]; then
       command -v debootstrap >/dev/null || die "debootstrap is missing: apt-get install debootstrap"
       step "making a Debian $suite root file system with debootstrap"
       root=$(mktemp -d "${TMPDIR:-/tmp}/himalia-rootfs-XXXXXX")
+      chmod 0755 "$root"
       debootstrap --variant=minbase --include=python3,python3-venv "$suite" "$root" "$mirror" >/dev/null \
         || { rm -rf "$root"; die "debootstrap of $suite from $mirror failed"; }
       # The host's certificate bundle, so https from builds (npm) trusts what the host trusts.

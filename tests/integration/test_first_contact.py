@@ -221,6 +221,19 @@ def test_a_viewer_lands_on_a_page_of_what_they_can_open(sqlite_platform, unique_
     assert docs.status_code == 200 and "SwaggerUIBundle" in docs.text
 
 
+def test_a_labeler_lands_on_the_labeling_page_link(sqlite_platform, unique_name):
+    platform = sqlite_platform
+    name = unique_name("lb")
+    session = platform.login(name, platform.create_user(name, role="labeler"))
+    page = text(session.get(f"{platform.url}/hub/home", timeout=30))
+    assert 'id="himalia-viewer-home"' in page and "Start My Server" not in page
+    links = dict(re.findall(r'id="(himalia-[a-z-]+-link)" href="([^"]+)"', page))
+    assert links == {"himalia-labeling-link": f"{API}/label/"}
+    labeling = session.get(platform.url + links["himalia-labeling-link"],
+                           headers={"Accept": "text/html"}, timeout=30)
+    assert labeling.status_code == 200 and "himalia-label-config" in labeling.text
+
+
 def test_a_scientist_still_starts_a_server_from_home(sqlite_platform, unique_name):
     platform = sqlite_platform
     name = unique_name("sc")

@@ -115,12 +115,17 @@ class FeatureRepo:
 
         s = self.settings
         online = dict(s.online)
+        engine = {"echo": False, "pool_pre_ping": True}
+        if s.registry_url.startswith("sqlite"):
+            # The API writes the same SQLite file (audit log, statistics): wait for its lock as
+            # the API's own engine does, not sqlite3's default 5 s.
+            engine["connect_args"] = {"timeout": 30}
         return RepoConfig(
             project=s.project,
             provider="local",
             registry=SqlRegistryConfig(registry_type="sql", path=s.registry_url,
                                        cache_ttl_seconds=0,
-                                       sqlalchemy_config_kwargs={"echo": False, "pool_pre_ping": True}),
+                                       sqlalchemy_config_kwargs=engine),
             online_store=online,
             offline_store=dict(s.offline),
             entity_key_serialization_version=ENTITY_KEY_SERIALIZATION_VERSION,

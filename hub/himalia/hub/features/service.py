@@ -567,6 +567,12 @@ def require_view_owner(who: Identity, fv) -> None:
 _online_write = threading.Lock()
 
 
+def _datetime(value):
+    import pandas as pd
+
+    return None if value is None else pd.Timestamp(value).to_pydatetime()
+
+
 def write_online(repo: FeatureRepo, fv, table) -> int:
     """Write the latest values in ``table`` (an Arrow table: join keys, event timestamp,
     created timestamp when the view has one, features) with Feast's own writer."""
@@ -584,8 +590,10 @@ def write_online(repo: FeatureRepo, fv, table) -> int:
         raise FeatureError(f"{spec.timestamp_field}: a timestamp column is needed.")
     join_keys = {k.name: ValueType[k.dtype] for k in spec.join_keys}
     # Feast converts the first record batch of a table only: hand it every batch.
-    rows = [row for batch in table.combine_chunks().to_batches()
-            for row in _convert_arrow_to_proto(batch, fv, join_keys)]
+    # Times as plain datetimes, which Feast's SQLite store writes as ISO text (and reads back).
+    rows = [(key, values, _datetime(ts), _datetime(created))
+            for batch in table.combine_chunks().to_batches()
+            for key, values, ts, created in _convert_arrow_to_proto(batch, fv, join_keys)]
     with _online_write:
         repo.provider().online_write_batch(repo.store.config, fv, rows, progress=None)
     return len(rows)

@@ -364,9 +364,9 @@ def list_items(session: Session, ls: LabelSet, offset: int, limit: int) -> list[
 # -- the queue ---------------------------------------------------------------------------------
 
 def _others_leases(item_id, user: str, when: datetime):
-    return (select(func.count(Lease.id)).where(
+    """How many people other than ``user`` hold an unexpired lease of the item (a query)."""
+    return select(func.count(Lease.id)).where(
         Lease.item_id == item_id, Lease.user != user, Lease.skipped.is_(False), Lease.expires > when)
-        .scalar_subquery())
 
 
 def next_items(session: Session, ls: LabelSet, user: str, n: int) -> list[LabelItem]:
@@ -389,7 +389,7 @@ def next_items(session: Session, ls: LabelSet, user: str, n: int) -> list[LabelI
         select(LabelItem)
         .where(LabelItem.labelset_id == ls.id, LabelItem.done.is_(False), not_(mine),
                not_(leased_to_me),
-               LabelItem.labels_count + _others_leases(LabelItem.id, user, when) < ls.k)
+               LabelItem.labels_count + _others_leases(LabelItem.id, user, when).scalar_subquery() < ls.k)
         .order_by(LabelItem.priority.desc(), LabelItem.position).limit(need)))
     expires = when + timedelta(seconds=LEASE_SECONDS)
     session.add_all(Lease(labelset_id=ls.id, item_id=item.id, user=user, expires=expires)
@@ -457,8 +457,7 @@ def annotate(session: Session, ls: LabelSet, user: str, body: dict) -> tuple[Ann
         raise LabelError(f"You labeled item '{key}' already ({', '.join(live.label)}): undo that "
                          "label first to change it.", 409)
     when = now()
-    others = session.scalar(select(func.count(Lease.id)).where(
-        Lease.item_id == item.id, Lease.user != user, Lease.skipped.is_(False), Lease.expires > when))
+    others = session.scalar(_others_leases(item.id, user, when))
     if item.labels_count + (others or 0) >= ls.k:
         raise LabelError(f"Item '{key}' already has its {ls.k} label(s) from other people "
                          "(or is being labeled by them): ask for your next item.", 409)

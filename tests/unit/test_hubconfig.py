@@ -161,6 +161,7 @@ def test_runtime_json_never_holds_a_secret():
     runtime = Runtime(hub_port=1, api_port=2, proxy_api_port=3, admin_token="a",
                       api_cookie_secret="b", api_db_password="c")
     assert set(runtime.public_fields()) == {"hub_port", "api_port", "proxy_api_port", "tracking_port", "models_port",
+                                            "dashboards_port", "gateway_port", "gateway_scheduler_port",
                                             "overrides"}
 
 

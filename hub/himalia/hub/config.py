@@ -75,6 +75,19 @@ class HimaliaConfig(Configurable):
         0, help="Port of the model router at /models/ (0: the previous run's if free, else any free one)."
     ).tag(config=True)
 
+    dashboards_port = Int(
+        0, help="Port of the Voilà dashboards service (0: the previous run's if free, else any free one)."
+    ).tag(config=True)
+
+    gateway_port = Int(
+        0, help="Port of the dask-gateway server's HTTP API (0: the previous run's if free, else any free one)."
+    ).tag(config=True)
+
+    gateway_scheduler_port = Int(
+        0, help="Port where Dask clients reach their clusters' schedulers through dask-gateway "
+        "(0: the previous run's if free, else any free one)."
+    ).tag(config=True)
+
     deploy_start_timeout = Int(
         180, help="Seconds a model version's server has to become ready before it is marked failed."
     ).tag(config=True)

@@ -22,6 +22,8 @@ from .config import ADMIN_GROUP, HimaliaConfig, StatePaths, write_private
 from . import userenv
 from .features.repo import FeatureSettings, online_config
 from .labels.service import LabelSettings
+from .clusters import gateway as cluster_gateway
+from .dashboards import server as dashboards_server
 from .tracking import server as tracking_server
 from .unixusers import username_help, username_pattern
 
@@ -31,6 +33,8 @@ MODELS_SERVICE = "himalia-models"
 ADMIN_SERVICE = "himalia-admin"
 CULLER_SERVICE = "idle-culler"
 TRACKING_SERVICE = tracking_server.SERVICE
+DASHBOARDS_SERVICE = dashboards_server.SERVICE
+GATEWAY_SERVICE = cluster_gateway.SERVICE
 #: Seconds the hub waits for a managed web service (API, MLflow, ...) to answer at start.
 SERVICE_START_TIMEOUT = 120
 #: Wrapper that ends a managed service when its hub is gone (see services/tied.py).
@@ -39,6 +43,8 @@ TIED = "himalia.hub.services.tied"
 _ACCESS_API = f"access:services!service={API_SERVICE}"
 _ACCESS_TRACKING = f"access:services!service={TRACKING_SERVICE}"
 _ACCESS_MODELS = f"access:services!service={MODELS_SERVICE}"
+_ACCESS_DASHBOARDS = f"access:services!service={DASHBOARDS_SERVICE}"
+_ACCESS_GATEWAY = f"access:services!service={GATEWAY_SERVICE}"
 #: What any logged-in person may do, whatever their role: see who they are.
 BASE_SCOPES = [
     "read:users:name!user",
@@ -59,12 +65,15 @@ SCIENTIST_SCOPES = [
     _ACCESS_API,
     _ACCESS_TRACKING,
     _ACCESS_MODELS,
+    _ACCESS_DASHBOARDS,
+    _ACCESS_GATEWAY,
 ]
-VIEWER_SCOPES = list(BASE_SCOPES)
+#: Viewers open the dashboards shared with them (and nothing else of their own).
+VIEWER_SCOPES = [*BASE_SCOPES, _ACCESS_DASHBOARDS]
 #: Labelers reach the platform API, where only labeling admits them (authz.LABELER).
 LABELER_SCOPES = list(BASE_SCOPES)
 #: Scopes of $JUPYTERHUB_API_TOKEN in a user's server and kernels (intersected with the user's).
-SERVER_TOKEN_SCOPES = ["users:activity!user", *BASE_SCOPES, _ACCESS_TRACKING]
+SERVER_TOKEN_SCOPES = ["users:activity!user", *BASE_SCOPES, _ACCESS_TRACKING, _ACCESS_GATEWAY]
 #: Seconds a user's server trusts the hub's answer about a token: a revoked token stops
 #: working there this soon (JupyterHub's default is 300).
 SERVER_TOKEN_CACHE_SECONDS = 10
@@ -87,6 +96,9 @@ class Runtime:
     proxy_api_port: int
     tracking_port: int = 0
     models_port: int = 0
+    dashboards_port: int = 0
+    gateway_port: int = 0
+    gateway_scheduler_port: int = 0
     admin_token: str = ""
     #: HimaliaConfig values given on the command line, which the hub process must see too.
     overrides: dict = field(default_factory=dict)
@@ -114,6 +126,9 @@ class Runtime:
         return cls(hub_port=data["hub_port"], api_port=data["api_port"],
                    proxy_api_port=data["proxy_api_port"], tracking_port=data.get("tracking_port", 0),
                    models_port=data.get("models_port", 0),
+                   dashboards_port=data.get("dashboards_port", 0),
+                   gateway_port=data.get("gateway_port", 0),
+                   gateway_scheduler_port=data.get("gateway_scheduler_port", 0),
                    admin_token=secret(paths.admin_token),
                    overrides=data.get("overrides") or {},
                    api_cookie_secret=secret(paths.api_cookie_secret),
@@ -466,6 +481,8 @@ def build_hub_config(cfg: HimaliaConfig, runtime: Runtime, as_root: bool | None 
                      api_url=_service_url_for_servers(cfg, servers_reach),
                      tracking_url=_service_url_for_servers(cfg, servers_reach, TRACKING_SERVICE).rstrip("/")),
         _deployment_manager(cfg, paths, runtime, as_root, python),
+        *dashboards_server.hub_services(cfg, paths, runtime, as_root, python),
+        *cluster_gateway.hub_services(cfg, paths, runtime, as_root, python),
         {"name": ADMIN_SERVICE, "api_token": runtime.admin_token},
     ]
     services[0]["environment"].update(_jobs_api_environment(cfg, paths))
@@ -516,6 +533,7 @@ def build_hub_config(cfg: HimaliaConfig, runtime: Runtime, as_root: bool | None 
          "scopes": ["list:services", "read:services", "list:users", "read:users", "read:groups"],
          "services": [API_SERVICE]},
     ]
+    roles += dashboards_server.hub_roles(cfg) + cluster_gateway.hub_roles(cfg)
     if cfg.cull_idle_timeout > 0:
         roles.append(
             {"name": "idle-culler", "description": "Stops idle servers",

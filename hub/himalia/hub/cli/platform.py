@@ -63,6 +63,9 @@ def _choose_ports(cfg, paths: StatePaths) -> Runtime:
         proxy_api_port=pick(cfg.proxy_api_port, "proxy_api_port"),
         tracking_port=pick(cfg.tracking_port, "tracking_port"),
         models_port=pick(cfg.models_port, "models_port"),
+        dashboards_port=pick(cfg.dashboards_port, "dashboards_port"),
+        gateway_port=pick(cfg.gateway_port, "gateway_port"),
+        gateway_scheduler_port=pick(cfg.gateway_scheduler_port, "gateway_scheduler_port"),
     )
 
 

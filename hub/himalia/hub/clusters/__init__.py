@@ -1,0 +1,1 @@
+"""Dask clusters for notebooks and jobs, through a hub-managed dask-gateway server."""

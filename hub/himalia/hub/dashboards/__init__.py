@@ -1,0 +1,1 @@
+"""Dashboards: published notebooks rendered by Voilà for viewers."""

@@ -7,6 +7,9 @@ import { ICommandPalette, showErrorMessage } from '@jupyterlab/apputils';
 import { Toolbar, ToolbarButton } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 
+import { DashboardsClient } from './dashboards/client';
+import { publishNotebook } from './dashboards/dialog';
+import { dashboardsIcon, DashboardsPanel } from './dashboards/panel';
 import { deployRun } from './deployments/dialog';
 import { deploymentsIcon, DeploymentsPanel } from './deployments/panel';
 import { FeaturesClient } from './features/client';
@@ -137,6 +140,20 @@ function selectedNotebook(shell: JupyterFrontEnd.IShell): string | null {
 }
 
 /**
+ * The notebook a command acts on: its `path` argument, the file browser's selected notebook
+ * (`from: 'filebrowser'`), or the active notebook; null when there is none.
+ */
+function commandNotebook(app: JupyterFrontEnd, args: { [key: string]: unknown }): string | null {
+  if (typeof args.path === 'string' && args.path.endsWith('.ipynb')) {
+    return args.path;
+  }
+  if (args.from === 'filebrowser') {
+    return selectedNotebook(app.shell);
+  }
+  return notebookPath(app.shell.currentWidget);
+}
+
+/**
  * Save the open notebook at `path` when it has unsaved changes: the job runs it as saved.
  */
 async function saveIfOpen(shell: JupyterFrontEnd.IShell, path: string): Promise<void> {
@@ -176,15 +193,7 @@ const jobsPlugin: JupyterFrontEndPlugin<void> = {
     });
     addToSidebar(app, restorer, panel, 920);
 
-    const pathFor = (args: { [key: string]: unknown }): string | null => {
-      if (typeof args.path === 'string' && args.path.endsWith('.ipynb')) {
-        return args.path;
-      }
-      if (args.from === 'filebrowser') {
-        return selectedNotebook(app.shell);
-      }
-      return notebookPath(app.shell.currentWidget);
-    };
+    const pathFor = (args: { [key: string]: unknown }) => commandNotebook(app, args);
 
     app.commands.addCommand(SCHEDULE_NOTEBOOK, {
       label: 'Schedule…',
@@ -394,6 +403,95 @@ const labelsPlugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
+/**
+ * The command that shows the Dashboards panel; with `name`, that dashboard's row.
+ */
+export const OPEN_DASHBOARDS = 'himalia:dashboards';
+
+/**
+ * The command that opens the "Publish as dashboard" dialog for a notebook: `path`, the file
+ * browser's selected notebook (`from: 'filebrowser'`), or the active notebook.
+ */
+export const PUBLISH_DASHBOARD = 'himalia:publish-dashboard';
+
+/**
+ * Adds the Dashboards panel (the user's dashboards and those shared with them) to the left
+ * sidebar, and "Publish as dashboard…" to the file browser's and the notebook's context menus
+ * and the command palette.
+ */
+const dashboardsPlugin: JupyterFrontEndPlugin<void> = {
+  id: 'himalia:dashboards',
+  description:
+    'Publishes notebooks as Voilà dashboards for viewers, and lists, shares and unpublishes them.',
+  autoStart: true,
+  optional: [ILayoutRestorer, ICommandPalette],
+  activate: (
+    app: JupyterFrontEnd,
+    restorer: ILayoutRestorer | null,
+    palette: ICommandPalette | null
+  ): void => {
+    const himalia = new HimaliaClient(app.serviceManager.serverSettings);
+    const client = new DashboardsClient(app.serviceManager.serverSettings);
+    const panel = new DashboardsPanel({
+      client,
+      whoami: async () => (await himalia.status()).whoami
+    });
+    addToSidebar(app, restorer, panel, 960);
+
+    const pathFor = (args: { [key: string]: unknown }) => commandNotebook(app, args);
+
+    app.commands.addCommand(OPEN_DASHBOARDS, {
+      label: 'Dashboards',
+      caption: 'Your dashboards and those shared with you',
+      icon: dashboardsIcon,
+      execute: async args => {
+        app.shell.activateById(panel.id);
+        if (typeof args.name === 'string') {
+          await panel.reveal(args.name);
+        }
+      }
+    });
+    app.commands.addCommand(PUBLISH_DASHBOARD, {
+      label: 'Publish as dashboard…',
+      caption: 'Publish this notebook for viewers: its outputs and widgets, not its code',
+      icon: dashboardsIcon,
+      isEnabled: args => pathFor(args) !== null,
+      execute: async args => {
+        const path = pathFor(args);
+        if (path === null) {
+          return;
+        }
+        try {
+          await saveIfOpen(app.shell, path);
+        } catch (error) {
+          await showErrorMessage('Cannot save the notebook', error as Error);
+          return;
+        }
+        const published = await publishNotebook({ client, jobs: himalia, path });
+        if (published) {
+          await app.commands.execute(OPEN_DASHBOARDS, { name: published.name });
+        }
+      }
+    });
+
+    app.contextMenu.addItem({
+      command: PUBLISH_DASHBOARD,
+      selector: '.jp-DirListing-item[data-file-type="notebook"]',
+      args: { from: 'filebrowser' },
+      rank: 4
+    });
+    app.contextMenu.addItem({
+      command: PUBLISH_DASHBOARD,
+      selector: '.jp-Notebook',
+      rank: 91
+    });
+    if (palette) {
+      palette.addItem({ command: PUBLISH_DASHBOARD, category: 'himalia' });
+      palette.addItem({ command: OPEN_DASHBOARDS, category: 'himalia' });
+    }
+  }
+};
+
 export default [
   sidebarPlugin,
   runsPlugin,
@@ -401,6 +499,7 @@ export default [
   deploymentsPlugin,
   featuresPlugin,
   labelsPlugin,
+  dashboardsPlugin,
   helpPlugin,
   kernelExitsPlugin
 ];

@@ -4,3 +4,4 @@ import './jobs.css';
 import './deployments.css';
 import './features.css';
 import './labels.css';
+import './dashboards.css';

@@ -8,6 +8,7 @@ from himalia.sdk import Client
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Callable, Float
 
+from .dashboards import HANDLERS as DASHBOARDS_HANDLERS
 from .deployments import HANDLERS as DEPLOYMENTS_HANDLERS
 from .features import HANDLERS as FEATURES_HANDLERS
 from .handlers import StatusHandler
@@ -72,6 +73,7 @@ class HimaliaExtensionApp(ExtensionApp):
         self.handlers.extend(DEPLOYMENTS_HANDLERS)
         self.handlers.extend(FEATURES_HANDLERS)
         self.handlers.extend(LABELS_HANDLERS)
+        self.handlers.extend(DASHBOARDS_HANDLERS)
 
     def platform_client(self) -> Any:
         """The platform API client, made by ``client_factory`` on first use and then reused.

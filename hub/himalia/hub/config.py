@@ -88,6 +88,42 @@ class HimaliaConfig(Configurable):
         "(0: the previous run's if free, else any free one)."
     ).tag(config=True)
 
+    cluster_max_cores = Int(
+        0,
+        help="""Cores one person's Dask cluster may use in all (its workers; the scheduler is not
+        counted). 0 means the cores of this machine.
+        """,
+    ).tag(config=True)
+
+    cluster_max_memory = Unicode(
+        "", help="Memory one person's Dask cluster may use in all, e.g. ``16G`` (empty: no limit)."
+    ).tag(config=True)
+
+    cluster_max_workers = Int(
+        0, help="Workers one person's Dask cluster may have (0: as many as the cores and memory allow)."
+    ).tag(config=True)
+
+    cluster_max_clusters = Int(
+        2, help="Dask clusters one person may have running or starting at once (0: no limit)."
+    ).tag(config=True)
+
+    cluster_idle_timeout = Int(
+        1800, help="Seconds a Dask cluster may run no task before it is shut down (0: never)."
+    ).tag(config=True)
+
+    cluster_orphan_timeout = Int(
+        60,
+        help="""Seconds a Dask cluster stays up with no client connected (its kernel was killed)
+        before it is shut down (0: never; a kernel that shuts down closes its clusters at once).
+        """,
+    ).tag(config=True)
+
+    cluster_worker_cores = Int(1, help="Cores (and threads) of one Dask worker.").tag(config=True)
+
+    cluster_worker_memory = Unicode(
+        "2G", help="Memory of one Dask worker (suffixes K, M, G, T of 1024)."
+    ).tag(config=True)
+
     deploy_start_timeout = Int(
         180, help="Seconds a model version's server has to become ready before it is marked failed."
     ).tag(config=True)
@@ -311,6 +347,16 @@ class HimaliaConfig(Configurable):
         help="Seconds of inactivity after which a server is stopped; 0 turns culling off.",
     ).tag(config=True)
 
+    dashboard_pool_size = Int(
+        1,
+        help="""Pre-heated kernels kept per dashboard: each has the dashboard's notebook already
+        executed, so a viewer's page is drawn at once (0 executes it at each visit).""",
+    ).tag(config=True)
+
+    dashboard_kernel_idle_seconds = Int(
+        600, help="Seconds a viewer's dashboard kernel may sit idle before it is stopped."
+    ).tag(config=True)
+
     job_kernel_pool = Dict(
         {},
         help="""Started kernels kept waiting for job runs, per profile (default 1 each).
@@ -517,9 +563,14 @@ class StatePaths:
         """The feature store: Feast's repository folder and the SQLite online store."""
         return self.root / "features"
 
+    @property
+    def clusters(self) -> Path:
+        """The dask-gateway service's folder: its cookie secret and clusters' working folders."""
+        return self.root / "clusters"
+
     def service_folders(self) -> list[Path]:
         """Folders the platform's services own (as ``service_user`` when root)."""
-        return [self.api, self.tracking, self.jobs, self.deployments, self.features]
+        return [self.api, self.tracking, self.jobs, self.deployments, self.features, self.clusters]
 
     @property
     def api_cookie_secret(self) -> Path:

@@ -24,6 +24,7 @@ from .features.repo import FeatureSettings, online_config
 from .labels.service import LabelSettings
 from .clusters import gateway as cluster_gateway
 from .dashboards import server as dashboards_server
+from .dashboards.service import DashboardSettings
 from .tracking import server as tracking_server
 from .unixusers import username_help, username_pattern
 
@@ -491,6 +492,9 @@ def build_hub_config(cfg: HimaliaConfig, runtime: Runtime, as_root: bool | None 
     services[0]["environment"]["HIMALIA_LABELS"] = json.dumps(LabelSettings(
         system_users=bool(cfg.system_users and as_root), user_prefix=cfg.system_user_prefix,
         users_root=str(paths.users)).to_json())
+    services[0]["environment"]["HIMALIA_DASHBOARDS"] = json.dumps(DashboardSettings(
+        public_url=cfg.resolved_public_url(), system_users=bool(cfg.system_users and as_root),
+        user_prefix=cfg.system_user_prefix, users_root=str(paths.users)).to_json())
     # Deployed models answer at /models/<name>/ (the router of the deployment manager).
     c.Proxy.extra_routes = {"/models/": f"http://127.0.0.1:{runtime.models_port}"}
     if cfg.cull_idle_timeout > 0:

@@ -1,5 +1,7 @@
 """IPython magics of the himalia platform; ``%load_ext himalia.magics`` (the himalia kernel loads it)."""
 
+from .clusters import ClusterMagics
+from .dashboards import DashboardMagics
 from .deployments import DeployMagics
 from .features import FeatureMagics
 from .jobs import JobMagics
@@ -17,6 +19,8 @@ def load_ipython_extension(ipython):
     ipython.register_magics(DeployMagics)
     ipython.register_magics(FeatureMagics)
     ipython.register_magics(LabelMagics)
+    ipython.register_magics(DashboardMagics)
+    ipython.register_magics(ClusterMagics)
 
 
-__all__ = ["DeployMagics", "FeatureMagics", "JobMagics", "LabelMagics", "PlatformMagics", "TrackingMagics", "load_ipython_extension"]
+__all__ = ["ClusterMagics", "DashboardMagics", "DeployMagics", "FeatureMagics", "JobMagics", "LabelMagics", "PlatformMagics", "TrackingMagics", "load_ipython_extension"]

@@ -10,12 +10,12 @@ import sys
 from .._version import __version__
 from .common import CLIError, free_port, port_free
 from .platform import _migrate, _prepare_state, unreadable_by_others
-from . import deployments, features, jobs, labels, platform, users
+from . import clusters, dashboards, deployments, features, jobs, labels, platform, users
 
 __all__ = ["CLIError", "build_parser", "free_port", "main", "port_free", "_migrate",
            "_prepare_state", "unreadable_by_others"]
 
-GROUPS = (platform, users, jobs, deployments, features, labels)
+GROUPS = (platform, users, jobs, deployments, features, labels, dashboards, clusters)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,6 +21,7 @@ import uvicorn
 from ...deployments.api import DeploymentsSettings
 from ...features.repo import FeatureSettings
 from ...labels.service import LabelSettings
+from ...dashboards.service import DashboardSettings
 from ...jobs.api import JobsSettings
 from ...jobs.service import Limits
 from .app import APISettings, create_app
@@ -70,6 +71,12 @@ def labels_settings(env: Mapping[str, str]) -> LabelSettings | None:
     return LabelSettings(**json.loads(raw)) if raw else None
 
 
+def dashboards_settings(env: Mapping[str, str]) -> DashboardSettings | None:
+    """Dashboards (``HIMALIA_DASHBOARDS``, JSON of :class:`DashboardSettings`)."""
+    raw = env.get("HIMALIA_DASHBOARDS", "")
+    return DashboardSettings(**json.loads(raw)) if raw else None
+
+
 def main() -> None:
     env = os.environ
     settings = APISettings(
@@ -86,6 +93,7 @@ def main() -> None:
         deployments=deployments_settings(env),
         features=features_settings(env),
         labels=labels_settings(env),
+        dashboards=dashboards_settings(env),
     )
     bind = urlparse(env["JUPYTERHUB_SERVICE_URL"])
     uvicorn.run(

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from ...features.repo import FeatureSettings
     from ...jobs.api import JobsSettings
     from ...labels.service import LabelSettings
+    from ...dashboards.service import DashboardSettings
 
 #: On every response but /docs: a page opened by another user's JupyterLab (same origin, via
 #: ``window.open``) gets an opaque origin, so its opener cannot read it; and no framing.
@@ -100,6 +101,8 @@ class APISettings:
     features: "FeatureSettings | None" = None
     #: Labeling; None leaves the label sets' routes and page out.
     labels: "LabelSettings | None" = None
+    #: Dashboards; None leaves their routes out.
+    dashboards: "DashboardSettings | None" = None
 
 
 class SecurityHeaders:
@@ -344,6 +347,10 @@ def create_app(settings: APISettings) -> FastAPI:
             prefix, db, settings.labels, labels_api.GroupMembers(settings.hub_api_url, settings.api_token),
             settings.cookie_secret, auth.cookie_name))
         app.include_router(labels_api.asset_router(prefix))
+    if settings.dashboards is not None:
+        from ...dashboards.api import make_router as dashboards_router
+
+        app.include_router(dashboards_router(prefix, db, settings.dashboards))
     app.include_router(guide.make_router(prefix, guide.find_docs()))
     app.include_router(public)
     unprotected = unprotected_routes(app, prefix)

@@ -8,6 +8,7 @@ import himalia.hub.jobs.models  # noqa: F401  (its tables join Base.metadata)
 import himalia.hub.deployments.models  # noqa: F401
 import himalia.hub.features.models  # noqa: F401
 import himalia.hub.labels.models  # noqa: F401
+import himalia.hub.dashboards.models  # noqa: F401
 
 config = context.config
 version_table = config.attributes.get("version_table", "himalia_alembic_version")

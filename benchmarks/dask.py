@@ -1,0 +1,122 @@
+"""Dask through the platform: a groupby-aggregate over 50M generated rows, pandas on one core vs
+a 2-worker cluster of the platform's dask-gateway, side by side in one run.
+
+* (a) pandas: the rows are generated (the same partitions, seeded) and aggregated in this
+  process, one core;
+* (b) himalia: ``himalia up`` (the real gateway service), a scientist's cluster of 2 one-core
+  workers started through ``himalia.sdk.clusters``; the rows are generated inside the workers
+  (``dask.dataframe.from_map``), never shipped from the client, and aggregated there.
+
+The cluster's start time (request to 2 workers connected) is printed beside a plain
+``distributed.LocalCluster`` of 2 one-core worker processes (goal <= 2x).
+
+Usage: ``python benchmarks/dask.py [--rows 50_000_000] [--partitions 20]`` (as root: the
+workers run as the person's own account). It ends with ``RESULT dask_speedup <a / b> (goal >= 1.7)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# This file is named after the package it measures: its own folder must not shadow ``dask``.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from himalia_testing import Person, Platform  # noqa: E402
+
+from himalia.hub.proxy import ensure_proxy  # noqa: E402
+
+KEYS = 1000
+
+
+def make_part(spec: tuple[int, int]) -> pd.DataFrame:
+    """One partition of the generated table: ``rows`` rows from seed ``index``."""
+    index, rows = spec
+    rng = np.random.default_rng(index)
+    return pd.DataFrame({"key": rng.integers(0, KEYS, rows), "value": rng.random(rows)})
+
+
+def specs(rows: int, partitions: int) -> list[tuple[int, int]]:
+    size = rows // partitions
+    return [(i, size + (rows - size * partitions if i == partitions - 1 else 0)) for i in range(partitions)]
+
+
+def with_pandas(rows: int, partitions: int) -> tuple[float, pd.DataFrame]:
+    start = time.perf_counter()
+    frame = pd.concat([make_part(s) for s in specs(rows, partitions)], ignore_index=True)
+    result = frame.groupby("key")["value"].agg(["sum", "mean", "count"])
+    return time.perf_counter() - start, result
+
+
+def with_dask(client, rows: int, partitions: int) -> tuple[float, pd.DataFrame]:
+    import dask.dataframe as dd
+
+    meta = make_part((0, 1)).iloc[:0]
+    start = time.perf_counter()
+    frame = dd.from_map(make_part, specs(rows, partitions), meta=meta)
+    result = client.compute(frame.groupby("key")["value"].agg(["sum", "mean", "count"])).result()
+    return time.perf_counter() - start, result
+
+
+def local_cluster_start() -> float:
+    from distributed import Client, LocalCluster
+
+    start = time.perf_counter()
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
+        with Client(cluster) as client:
+            client.wait_for_workers(2)
+            return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=50_000_000)
+    parser.add_argument("--partitions", type=int, default=20)
+    args = parser.parse_args()
+    print(f"(a) pandas, one core, {args.rows:,} rows ...", flush=True)
+    a, expected = with_pandas(args.rows, args.partitions)
+    local = local_cluster_start()
+    with tempfile.TemporaryDirectory(prefix="himalia-bench-dask-") as tmp:
+        workdir = Path(tmp)
+        workdir.chmod(0o755)
+        platform = Platform(None, Path(ensure_proxy(workdir / "chp")).parent)
+        platform.write_config(cluster_max_cores=2, cluster_worker_memory="6G",
+                              cluster_orphan_timeout=0)
+        try:
+            platform.start()
+            person = Person(platform, "dbench", "scientist")
+            from himalia.sdk.clusters import Clusters
+
+            clusters = Clusters(f"{platform.url}/services/dask-gateway", person.token)
+            clusters.info()
+            start = time.perf_counter()
+            cluster = clusters.start(workers=2)
+            client = cluster.get_client()
+            client.wait_for_workers(2, timeout=300)
+            started = time.perf_counter() - start
+            try:
+                client.run(lambda: 0)  # the workers have imported what the task needs
+                b, got = with_dask(client, args.rows, args.partitions)
+            finally:
+                client.close()
+                cluster.shutdown()
+        finally:
+            platform.close()
+    pd.testing.assert_frame_equal(got.sort_index(), expected, check_exact=False)
+    print(f"(a) pandas on one core: {a:.2f} s")
+    print(f"(b) himalia cluster, 2 workers: {b:.2f} s (same result)")
+    print(f"cluster start: himalia gateway {started:.2f} s, plain LocalCluster {local:.2f} s "
+          f"(ratio {started / local:.2f}, goal <= 2)")
+    print(f"RESULT dask_speedup {a / b:.2f} (goal >= 1.7)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

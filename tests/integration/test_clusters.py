@@ -1,0 +1,176 @@
+"""Dask clusters on the real platform: the dask-gateway server that ``himalia up`` starts, a
+scientist's ``%cluster`` in a real himalia kernel, limits, other people kept out, the dashboard
+through the hub, and clusters that end with idleness, a killed kernel or a shut-down kernel."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+import requests
+
+from himalia.sdk import HimaliaError
+from himalia.sdk.clusters import Clusters
+from himalia_testing import Kernel, Person, Platform, free_port, wait_for
+from integration.test_features import Scientist
+
+pytestmark = pytest.mark.timeout(600)
+IDLE_SECONDS = 15
+ORPHAN_SECONDS = 5
+
+
+@pytest.fixture(scope="module")
+def platform(proxy_bin):
+    p = Platform(None, proxy_bin)
+    p.write_config(cluster_idle_timeout=IDLE_SECONDS, cluster_orphan_timeout=ORPHAN_SECONDS,
+                   cluster_max_cores=2, cluster_max_clusters=1, cluster_worker_memory="1G")
+    try:
+        p.start()
+        yield p
+    finally:
+        p.close()
+
+
+@pytest.fixture(scope="module")
+def ada(platform, unique_name_module):
+    person = Scientist(platform, unique_name_module("ca"))
+    yield person
+    person.kernel.close()
+
+
+@pytest.fixture(scope="module")
+def bob(platform, unique_name_module):
+    return Person(platform, unique_name_module("cb"), "scientist")
+
+
+def gateway(platform, person) -> Clusters:
+    return Clusters(f"{platform.url}/services/dask-gateway", person.token)
+
+
+def usage_error(person, code: str) -> str:
+    """The UsageError line a magic printed (IPython shows it without a traceback)."""
+    out = person.kernel.execute(code, timeout=120)
+    lines = [l for l in (out["stdout"] + (out["error"] or "")).splitlines() if l.startswith("UsageError")]
+    assert lines, out
+    return lines[-1]
+
+
+def names(platform, person) -> set[str]:
+    return {c.name for c in gateway(platform, person).list()}
+
+
+@pytest.fixture(scope="module")
+def started(ada):
+    """Ada's cluster, started with %cluster in her kernel and kept for the tests that need it."""
+    out = ada.run("""
+client = %cluster start --workers 2
+client.wait_for_workers(2, timeout=120)
+print("cluster", client.cluster.name, len(client.scheduler_info()["workers"]))
+""", timeout=240)
+    name = out.split("cluster ")[-1].split()[0]
+    assert out.strip().endswith(" 2"), out
+    return name
+
+
+def test_a_cluster_from_a_kernel_aggregates_as_pandas_does(ada, started):
+    out = ada.run("""
+import numpy as np, pandas as pd, dask.dataframe as dd
+rng = np.random.default_rng(0)
+frame = pd.DataFrame({"key": rng.integers(0, 20, 50_000), "value": rng.normal(size=50_000)})
+expected = frame.groupby("key")["value"].agg(["sum", "mean", "count"])
+got = dd.from_pandas(frame, npartitions=8).groupby("key")["value"].agg(["sum", "mean", "count"]).compute()
+pd.testing.assert_frame_equal(got.sort_index(), expected, check_exact=False)
+print("workers ran", sorted(client.run(lambda: __import__("getpass").getuser()).values()))
+""")
+    # The workers run as Ada's own Unix account (the platform runs as root with system users).
+    assert f"workers ran ['{ada.platform.user_prefix}{ada.name}', '{ada.platform.user_prefix}{ada.name}']" in out, out
+
+
+def test_status_scale_and_dashboard_magics(ada, started):
+    out = ada.run("%cluster status\nlink = %cluster dashboard\nprint('link', link)")
+    assert f"Cluster {started}: 2 worker(s)" in out
+    assert f"/services/dask-gateway/clusters/{started}/status" in out
+
+
+def test_the_dashboard_is_reachable_through_the_hub_by_its_owner_only(platform, ada, bob, started):
+    url = f"{platform.url}/services/dask-gateway/clusters/{started}/status"
+    mine = requests.get(url, headers={"Authorization": f"token {ada.token}"}, timeout=60)
+    assert mine.status_code == 200 and "bokeh" in mine.text.lower(), mine.text[:300]
+    theirs = requests.get(url, headers={"Authorization": f"token {bob.token}"}, timeout=60)
+    assert theirs.status_code == 404 and theirs.json()["message"] == f"No cluster {started} of yours."
+    nobody = requests.get(url, timeout=60)
+    assert nobody.status_code == 401
+
+
+def test_another_person_cannot_list_connect_to_or_stop_the_cluster(platform, bob, ada, started):
+    theirs = gateway(platform, bob)
+    assert started not in {c.name for c in theirs.list()}
+    with pytest.raises(HimaliaError, match="not yours"):
+        theirs.connect(started)
+    with pytest.raises(HimaliaError, match="not yours"):
+        theirs.stop(started)
+    assert started in names(platform, ada)
+
+
+def test_limits_refuse_clearly_and_leave_nothing_started(platform, ada, started):
+    too_many = usage_error(ada, "%cluster start --workers 5")
+    assert "5 workers" in too_many and "ask for at most 2" in too_many, too_many
+    second = usage_error(ada, "%cluster start --workers 1")
+    assert "you already have 1 cluster(s) running" in second, second
+    unknown = usage_error(ada, "%cluster start --profile huge")
+    assert "unknown profile 'huge'" in unknown and "cpu" in unknown
+    assert names(platform, ada) == {started}
+
+
+def test_stop_ends_the_cluster(platform, ada, started):
+    out = ada.run("%cluster stop")
+    assert f"Cluster {started} stopped." in out
+    wait_for(lambda: started not in names(platform, ada), 60, what="the stopped cluster to go")
+
+
+def test_an_idle_cluster_shuts_itself_down(platform, ada):
+    mine = gateway(platform, ada)
+    cluster = mine.start(workers=1)
+    client = cluster.get_client()
+    try:
+        # A connected client keeps no cluster alive: only work does.
+        wait_for(lambda: cluster.name not in names(platform, ada), IDLE_SECONDS + 60,
+                 what="the idle cluster to shut down")
+    finally:
+        client.close()
+        cluster.close()
+
+
+def test_a_killed_kernel_leaves_no_cluster(platform, ada):
+    with Kernel(ada.kernel.server_url, ada.token) as kernel:
+        out = kernel.execute("import os\nclient = %cluster start\nprint('pid', os.getpid(), client.cluster.name)",
+                             timeout=180)
+        assert out["error"] is None, out
+        pid, name = out["stdout"].split("pid ")[-1].split()[:2]
+        assert name in names(platform, ada)
+        os.kill(int(pid), signal.SIGKILL)
+        wait_for(lambda: name not in names(platform, ada), ORPHAN_SECONDS + 60,
+                 what="the killed kernel's cluster to go")
+
+
+def test_a_kernel_that_shuts_down_closes_its_cluster(platform, ada):
+    kernel = Kernel(ada.kernel.server_url, ada.token)
+    out = kernel.execute("client = %cluster start\nprint('name', client.cluster.name)", timeout=180)
+    assert out["error"] is None, out
+    name = out["stdout"].split("name ")[-1].split()[0]
+    kernel.close()
+    # Well before the idle or orphan timeouts could.
+    wait_for(lambda: name not in names(platform, ada), ORPHAN_SECONDS, what="the cluster to close with its kernel")
+
+
+def test_a_gateway_that_is_down_gives_a_clear_message(ada):
+    down = usage_error(ada, f"""
+import os
+os.environ["HIMALIA_GATEWAY_URL"] = "http://127.0.0.1:{free_port()}/services/dask-gateway"
+try:
+    %cluster start --workers 1
+finally:
+    del os.environ["HIMALIA_GATEWAY_URL"]
+""")
+    assert "is not answering" in down and "is the platform running?" in down, down

@@ -10,7 +10,7 @@ a 2-worker cluster of the platform's dask-gateway, side by side in one run.
 The cluster's start time (request to 2 workers connected) is printed beside a plain
 ``distributed.LocalCluster`` of 2 one-core worker processes (goal <= 2x).
 
-Usage: ``python benchmarks/dask.py [--rows 50_000_000] [--partitions 20]`` (as root: the
+Usage: ``python benchmarks/clusters.py [--rows 50_000_000] [--partitions 20]`` (as root: the
 workers run as the person's own account). It ends with ``RESULT dask_speedup <a / b> (goal >= 1.7)``.
 """
 

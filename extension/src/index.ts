@@ -7,6 +7,7 @@ import { ICommandPalette, showErrorMessage } from '@jupyterlab/apputils';
 import { Toolbar, ToolbarButton } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 
+import { clustersPlugin } from './clusters/panel';
 import { DashboardsClient } from './dashboards/client';
 import { publishNotebook } from './dashboards/dialog';
 import { dashboardsIcon, DashboardsPanel } from './dashboards/panel';
@@ -500,6 +501,7 @@ export default [
   featuresPlugin,
   labelsPlugin,
   dashboardsPlugin,
+  clustersPlugin,
   helpPlugin,
   kernelExitsPlugin
 ];

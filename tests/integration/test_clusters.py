@@ -4,9 +4,11 @@ through the hub, and clusters that end with idleness, a killed kernel or a shut-
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 
+import nbformat
 import pytest
 import requests
 
@@ -93,6 +95,38 @@ def test_status_scale_and_dashboard_magics(ada, started):
     assert f"/services/dask-gateway/clusters/{started}/status" in out
 
 
+def test_train_on_dask_runs_a_grid_search_on_the_cluster_and_logs_it(ada, started):
+    out = ada.run("""
+import json, mlflow, numpy as np, pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from distributed import get_task_stream
+from himalia.sdk import tracking
+rng = np.random.default_rng(0)
+frame = pd.DataFrame(rng.normal(size=(300, 3)), columns=["a", "b", "c"])
+frame["y"] = (frame["a"] + rng.normal(scale=0.5, size=300) > 0).astype(int)
+search = GridSearchCV(LogisticRegression(), {"C": [0.1, 1.0, 10.0]}, cv=3)
+with get_task_stream(client) as log:
+    model = %train search frame --target y --on dask --name on-dask
+run = mlflow.get_run(tracking.last_run_id())
+stream = log.data
+print("RESULT", json.dumps({
+    "params": run.data.params, "metrics": run.data.metrics, "tags": run.data.tags,
+    "best_C": model.best_params_["C"],
+    "workers": sorted(client.scheduler_info(n_workers=-1)["workers"]),
+    "keys": sorted({str(t["key"]).split("-")[0] for t in stream}),
+    "fits": sorted({t["worker"] for t in stream if "fit_and_score" in str(t["key"])})}))
+""", timeout=300)
+    result = json.loads(out.split("RESULT ", 1)[1].splitlines()[0])
+    assert result["params"]["himalia.target"] == "y" and result["params"]["param_grid"]
+    assert 0.5 < result["metrics"]["accuracy"] <= 1 and result["best_C"] in (0.1, 1.0, 10.0)
+    tags = result["tags"]
+    assert (tags["himalia.parallel"], tags["himalia.dask.cluster"], tags["himalia.dask.workers"]) == \
+        ("dask", started, "2")
+    # The scheduler's task log: the search's fits ran on the cluster's workers.
+    assert result["fits"] and set(result["fits"]) <= set(result["workers"]), result
+
+
 def test_the_dashboard_is_reachable_through_the_hub_by_its_owner_only(platform, ada, bob, started):
     url = f"{platform.url}/services/dask-gateway/clusters/{started}/status"
     mine = requests.get(url, headers={"Authorization": f"token {ada.token}"}, timeout=60)
@@ -174,3 +208,21 @@ finally:
     del os.environ["HIMALIA_GATEWAY_URL"]
 """)
     assert "is not answering" in down and "is the platform running?" in down, down
+
+
+def test_a_cluster_started_in_a_job_run_ends_with_the_run(platform, bob):
+    from himalia.sdk import Client
+    from himalia.sdk.jobs import Jobs
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(
+        "import himalia.sdk as h\nclient = h.cluster(workers=1)\nclient.wait_for_workers(1, timeout=120)\n"
+        "h.record('cluster', client.cluster.name)")]
+    nb.metadata["kernelspec"] = {"name": "himalia", "display_name": "Python 3 (himalia)", "language": "python"}
+    jobs = Jobs(Client(f"{platform.url}/services/himalia/", bob.token, timeout=60))
+    job = jobs.create("with-a-cluster", notebook=json.loads(nbformat.writes(nb)))
+    run = jobs.wait(jobs.run(job["id"])["id"], timeout=300)
+    assert run["state"] == "succeeded", run
+    name = jobs.latest(job["id"], "cluster")
+    # Stopped by the runner as the run ends, before the orphan timeout could.
+    wait_for(lambda: name not in names(platform, bob), ORPHAN_SECONDS / 2, what="the run's cluster to go")

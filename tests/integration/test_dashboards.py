@@ -202,6 +202,15 @@ def test_viewers_reach_only_their_dashboards(platform, people):
     assert vera.page(f"api/kernels/{some}").status_code == 404
     assert requests.post(f"{platform.url}/services/dashboards/voila/api/shutdown/{some}",
                          headers=vera.headers, timeout=30).status_code in (403, 404)
+    # A page's kernel is its viewer's: another person cannot reach it, and the viewer's channel
+    # carries widget messages only, never code.
+    page = vera.page("secured/")
+    kernel_id = re.search(r'"kernelId": "([0-9a-f-]+)"', page.text).group(1)
+    assert vera.page(f"api/kernels/{kernel_id}").status_code == 200
+    assert walt.page(f"api/kernels/{kernel_id}").status_code == 404
+    assert requests.post(f"{platform.url}/services/dashboards/voila/api/shutdown/{kernel_id}",
+                         headers=walt.headers, timeout=30).status_code in (403, 404)
+    assert code_runs(platform, vera, kernel_id) is False
     # People without a role, anonymous callers and unshared viewers get nothing.
     assert nora.page("secured/").status_code in (403, 404)
     assert nora.call("GET", "/dashboards").status_code == 403
@@ -212,6 +221,36 @@ def test_viewers_reach_only_their_dashboards(platform, people):
     # The data pass-through needs a dashboard's key.
     r = requests.get(f"{platform.url}/services/dashboards/data/api/v1/jobs", headers=vera.headers, timeout=30)
     assert r.status_code == 401
+
+
+def code_runs(platform: Platform, who: Viewer, kernel_id: str) -> bool:
+    """Send code to a dashboard kernel's channel, then a kernel_info_request: whether the code
+    was executed by the time the (later) kernel_info_reply arrives."""
+    import websocket
+
+    url = platform.url.replace("http://", "ws://") + f"/services/dashboards/api/kernels/{kernel_id}/channels"
+    ws = websocket.create_connection(url, header=[f"Authorization: {who.headers['Authorization']}"], timeout=60)
+    try:
+        def send(kind: str, content: dict) -> str:
+            msg_id = uuid.uuid4().hex
+            ws.send(json.dumps({"header": {"msg_id": msg_id, "username": who.name, "session": msg_id,
+                                           "msg_type": kind, "version": "5.3"},
+                                "parent_header": {}, "metadata": {}, "channel": "shell", "content": content}))
+            return msg_id
+
+        code = send("execute_request", {"code": "print('INJECTED')", "silent": False, "store_history": False,
+                                        "user_expressions": {}, "allow_stdin": False})
+        info = send("kernel_info_request", {})
+        ran = False
+        while True:
+            msg = json.loads(ws.recv())
+            parent = msg.get("parent_header", {}).get("msg_id")
+            if parent == code and msg["msg_type"] in ("execute_reply", "stream", "execute_input"):
+                ran = True
+            if parent == info and msg["msg_type"] == "kernel_info_reply":
+                return ran
+    finally:
+        ws.close()
 
 
 @pytest.mark.parametrize("path", [

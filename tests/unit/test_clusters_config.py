@@ -17,6 +17,7 @@ from himalia.hub.clusters.config import (GPU_WORKER_CLASS, ORPHAN_ENV, ClusterOp
                                          cluster_options, cluster_overrides, gateway_config, gpu_problem,
                                          memory_bytes, worker_command)
 from himalia.hub.clusters.kubernetes import kube_config, worker_pod_overrides
+from himalia.hub.clusters.starting import first_workers
 from himalia.hub.hubconfig import SERVER_TOKEN_SCOPES, Runtime, build_hub_config, load_himalia_config
 
 PROFILES = [{"name": "cpu", "default": True}, {"name": "gpu", "gpus": 1, "image": "himalia/gpu:1",
@@ -79,7 +80,8 @@ def test_gateway_configuration_is_dask_gateways_own_with_hub_authentication():
     assert c.HimaliaLocalBackend.clusters_directory == ""
     assert c.LocalClusterConfig.idle_timeout == 600
     assert c.LocalClusterConfig.scheduler_cmd == ["/env/bin/python", "-m", "distributed.cli.dask_scheduler",
-                                                  "--preload", "himalia.hub.clusters.orphans"]
+                                                  "--preload", "himalia.hub.clusters.orphans",
+                                                  "--preload", "himalia.hub.clusters.starting"]
     assert gateway_config(settings()).HimaliaLocalBackend.clusters_directory == "/srv/h/clusters/work"
 
 
@@ -89,6 +91,12 @@ def test_a_cluster_gets_the_profiles_workers_and_the_persons_limit():
     assert values["cluster_max_workers"] == 4
     assert values["worker_cmd"] == ["/env/bin/python", "-m", "distributed.cli.dask_worker"]
     assert values["environment"][ORPHAN_ENV] == "60" and values["idle_timeout"] == 600
+    # The scheduler asks for a fixed-size cluster's workers itself; an adaptive one starts none.
+    assert values["environment"]["HIMALIA_CLUSTER_WORKERS"] == "2"
+    adaptive = cluster_overrides(settings(), "cpu", 3, adaptive=True, **NO_GPU)
+    assert adaptive["environment"]["HIMALIA_CLUSTER_WORKERS"] == "0"
+    assert first_workers({"HIMALIA_CLUSTER_WORKERS": "2"}) == 2
+    assert first_workers({}) == first_workers({"HIMALIA_CLUSTER_WORKERS": "x"}) == 0
 
 
 @pytest.mark.parametrize("limits, wanted, most", [

@@ -8,6 +8,7 @@ from himalia.sdk import Client
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Callable, Float
 
+from .clusters import HANDLERS as CLUSTERS_HANDLERS
 from .dashboards import HANDLERS as DASHBOARDS_HANDLERS
 from .deployments import HANDLERS as DEPLOYMENTS_HANDLERS
 from .features import HANDLERS as FEATURES_HANDLERS
@@ -74,6 +75,7 @@ class HimaliaExtensionApp(ExtensionApp):
         self.handlers.extend(FEATURES_HANDLERS)
         self.handlers.extend(LABELS_HANDLERS)
         self.handlers.extend(DASHBOARDS_HANDLERS)
+        self.handlers.extend(CLUSTERS_HANDLERS)
 
     def platform_client(self) -> Any:
         """The platform API client, made by ``client_factory`` on first use and then reused.

@@ -16,7 +16,7 @@ from IPython.display import HTML, display
 from traitlets import Callable
 
 from himalia.sdk import HimaliaError
-from himalia.sdk.clusters import Clusters, parse_adapt
+from himalia.sdk.clusters import Clusters, kernel_client, parse_adapt, training_client, training_tags
 
 from .base import HimaliaMagics, render
 
@@ -176,3 +176,24 @@ class ClusterMagics(HimaliaMagics):
         if self.client is not None:
             self.client.close()
         self.current = self.client = None
+
+
+def dask_training(shell, workers: int | None = None):
+    """``(client, tags)`` for ``%train --on dask``: this kernel's gateway cluster (the one
+    ``%cluster start`` or ``himalia.sdk.cluster`` made), else a new one that then becomes the
+    kernel's cluster; ``tags`` describe it for the MLflow run."""
+    magics = shell.magics_manager.registry.get("ClusterMagics") if shell is not None else None
+    existing = kernel_client(magics.client if magics is not None else None)
+    factory = magics.clusters_factory if magics is not None else Clusters
+    try:
+        clusters = factory() if existing is None else None
+        client, started = training_client(existing, workers, clusters=clusters)
+        tags = training_tags(client)
+    except HimaliaError as e:
+        raise UsageError(f"%train --on dask: {e}") from None
+    if started:
+        if magics is not None and (magics.current is None or magics.current.status == "closed"):
+            magics.current, magics.client = client.cluster, client
+        print(f"Started Dask cluster {client.cluster.name} with {tags['himalia.dask.workers']} "
+              "worker(s); it stays for later runs (%cluster stop ends it).")
+    return client, tags

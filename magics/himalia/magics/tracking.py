@@ -7,6 +7,7 @@ without logging, each saying so once.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import warnings
 from html import escape
@@ -183,6 +184,30 @@ class TrackingMagics(HimaliaMagics):
         return None
 
     # -- %train ----------------------------------------------------------------------------
+    def _parallel(self, args):
+        """The joblib backend of the fit and the run's extra tags: Dask's on ``--on dask``."""
+        if args.on != "dask":
+            if args.workers is not None:
+                raise UsageError("%train: --workers is for --on dask")
+            return contextlib.nullcontext(), {}
+        if args.workers is not None and args.workers < 1:
+            raise UsageError(f"%train: --workers must be 1 or more, got {args.workers}")
+        from himalia.sdk.train import TrainError, resolve_estimator
+
+        try:
+            kind, _ = resolve_estimator(args.estimator, self.shell.user_ns)
+        except TrainError as e:
+            raise UsageError(f"%train: {e}") from None
+        if kind == "torch":
+            raise UsageError("%train --on dask runs scikit-learn's parallel work (searches, "
+                             "ensembles) on Dask; a torch module trains in this kernel: drop --on dask")
+        import joblib
+
+        from .clusters import dask_training
+
+        client, tags = dask_training(self.shell, args.workers)
+        return joblib.parallel_config(backend="dask", client=client), tags
+
     @magic_arguments()
     @argument("estimator", help="import path (sklearn.linear_model.LogisticRegression), an "
                                 "estimator or torch nn.Module variable, or a fit(train_df, test_df) function")
@@ -198,6 +223,11 @@ class TrackingMagics(HimaliaMagics):
     @argument("--batch-size", type=int, default=64, help="torch modules: batch size (default 64)")
     @argument("--name", help="the run's name")
     @argument("--experiment", help="experiment name (default: your own, users/<you>)")
+    @argument("--on", choices=["local", "dask"], default="local",
+              help="where scikit-learn's parallel work runs: this kernel (default) or your Dask "
+                   "cluster (this kernel's, else a new one)")
+    @argument("--workers", type=int, help="--on dask: workers of the cluster (default: as it is, "
+                                          "or 2 for a new one)")
     @line_magic
     def train(self, line: str = ""):
         """Fit a model with checks and log everything to MLflow: model = %train EST df --target y."""
@@ -213,19 +243,20 @@ class TrackingMagics(HimaliaMagics):
         if not isinstance(data, pd.DataFrame):
             found = "no such variable" if args.data not in self.shell.user_ns else type(data).__name__
             raise UsageError(f"%train: DATA must be a pandas DataFrame variable; {args.data!r} is {found}")
+        parallel, tags = self._parallel(args)
         why = unreachable(self._tracking_uri(), self.reach_timeout)
         if why:
             print(f"%train: {why}: training without logging (the model is returned, not logged).",
                   file=sys.stderr)
         cell = self._cell_source()
-        with warnings.catch_warnings(record=True) as caught:
+        with warnings.catch_warnings(record=True) as caught, parallel:
             warnings.simplefilter("always", TrainWarning)
             try:
                 result = train(args.estimator, data, args.target, task=args.task,
                                test_size=args.test_size, seed=args.seed, sample=args.sample,
                                encode=args.encode, epochs=args.epochs, lr=args.lr,
                                batch_size=args.batch_size, run_name=args.name,
-                               experiment=args.experiment, tags=lineage.lineage_tags(cell),
+                               experiment=args.experiment, tags={**lineage.lineage_tags(cell), **tags},
                                user_ns=self.shell.user_ns, log=why is None)
             except TrainError as e:
                 raise UsageError(f"%train: {e}") from None

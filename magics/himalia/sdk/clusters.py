@@ -20,6 +20,11 @@ from .client import HimaliaError
 
 SERVICE = "dask-gateway"
 INFO_PATH = "himalia/info"
+JOB_RUN_ENV = "HIMALIA_JOB_RUN_ID"
+#: Workers of the cluster ``%train --on dask`` starts when there is none and no count is given.
+TRAIN_WORKERS = 2
+#: Seconds to wait for a training cluster's workers to connect.
+WORKERS_TIMEOUT = 180.0
 
 
 def gateway_address(env: Mapping[str, str] | None = None) -> str:
@@ -92,17 +97,23 @@ class Clusters:
             raise HimaliaError(f"workers must be 0 or more, got {workers}")
         wanted = max(workers, adapt[1] if adapt else 0)
         chosen = {"workers": wanted, **options}
+        if adapt:
+            chosen["adaptive"] = True
         profiles = self.info().get("profiles") or []
         if profile and profile not in profiles:
             raise HimaliaError(f"unknown profile {profile!r}; choose one of: {', '.join(profiles)}")
         if profile:
             chosen["profile"] = profile
+        run = os.environ.get(JOB_RUN_ENV, "")
         # The cluster shares the gateway's event loop: the gateway is not closed here.
         gateway = self.gateway()
         try:
             known = gateway.cluster_options()
         except Exception as e:
             raise HimaliaError(self._why(e)) from None
+        if run and "job_run" in known:
+            # The job runner stops the clusters of a run when the run ends.
+            chosen.setdefault("job_run", run)
         unknown = sorted(set(chosen) - set(known))
         if unknown:
             raise HimaliaError(f"unknown cluster option {unknown[0]!r}; known: {', '.join(sorted(known))}")
@@ -113,7 +124,9 @@ class Clusters:
         try:
             if adapt:
                 cluster.adapt(minimum=adapt[0], maximum=adapt[1])
-            elif workers:
+            elif workers and "adaptive" not in known:
+                # A gateway without the option has the client ask for the workers; with it
+                # the scheduler already did as it started.
                 self.scale(cluster, workers)
         except BaseException:
             cluster.shutdown()
@@ -194,3 +207,70 @@ def cluster(workers: int = 0, adapt: tuple[int, int] | str | None = None, profil
     except BaseException:
         started.shutdown()
         raise
+
+
+def is_gateway_client(client) -> bool:
+    """Whether ``client`` is a live client of a cluster started through a dask-gateway."""
+    from dask_gateway import GatewayCluster
+
+    return (client is not None and client.status == "running"
+            and isinstance(getattr(client, "cluster", None), GatewayCluster)
+            and client.cluster.status != "closed")
+
+
+def kernel_client(candidate=None):
+    """The gateway cluster client this process already has: ``candidate`` (the one ``%cluster
+    start`` made), else Dask's default client when it belongs to a gateway cluster; None
+    when there is neither."""
+    if is_gateway_client(candidate):
+        return candidate
+    from distributed import default_client
+
+    try:
+        found = default_client()
+    except ValueError:
+        return None
+    return found if is_gateway_client(found) else None
+
+
+def training_client(existing=None, workers: int | None = None, *, timeout: float = WORKERS_TIMEOUT,
+                    clusters: Clusters | None = None):
+    """``(client, started)``: a client with connected workers for a distributed fit.
+
+    ``existing`` (a gateway cluster client) is used when given, scaled to ``workers`` when a
+    count is given; otherwise a cluster of ``workers`` (default ``TRAIN_WORKERS``) is started
+    and ``started`` is True. Returns once that many workers (at least one) are connected.
+    """
+    if workers is not None and workers < 1:
+        raise HimaliaError(f"workers must be 1 or more, got {workers}")
+    started = existing is None
+    if started:
+        cluster = (clusters or Clusters()).start(workers=workers or TRAIN_WORKERS)
+        try:
+            client = cluster.get_client()
+        except BaseException:
+            cluster.shutdown()
+            raise
+    else:
+        client = existing
+        if workers is not None:
+            Clusters.scale(client.cluster, workers)
+    wanted = workers or (TRAIN_WORKERS if started else 1)
+    try:
+        client.wait_for_workers(wanted, timeout=timeout)
+    except TimeoutError:
+        have = len(client.scheduler_info(n_workers=-1).get("workers", {}))
+        if started:
+            client.close()
+            client.cluster.shutdown()
+        raise HimaliaError(f"cluster {client.cluster.name}: {have} of {wanted} worker(s) connected "
+                           f"after {timeout:g} s") from None
+    return client, started
+
+
+def training_tags(client) -> dict[str, str]:
+    """MLflow tags of a fit run on ``client``'s cluster: the engine, cluster and workers."""
+    workers = client.scheduler_info(n_workers=-1).get("workers", {})
+    return {"himalia.parallel": "dask", "himalia.dask.cluster": client.cluster.name,
+            "himalia.dask.workers": str(len(workers)),
+            "himalia.dask.threads": str(sum(w.get("nthreads", 0) for w in workers.values()))}

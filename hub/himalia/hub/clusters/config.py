@@ -22,6 +22,9 @@ PREFIX = f"/services/{SERVICE}"
 ENV_SETTINGS = "HIMALIA_GATEWAY"
 #: The scheduler plug-in that ends a cluster whose clients are all gone (a killed kernel).
 ORPHAN_PRELOAD = "himalia.hub.clusters.orphans"
+#: The scheduler plug-in that requests the cluster's first workers as the scheduler starts.
+FIRST_WORKERS_PRELOAD = "himalia.hub.clusters.starting"
+FIRST_WORKERS_ENV = "HIMALIA_CLUSTER_WORKERS"
 ORPHAN_ENV = "HIMALIA_CLUSTER_ORPHAN_SECONDS"
 GPU_WORKER_CLASS = "dask_cuda.CUDAWorker"
 GIB = 1024 ** 3
@@ -88,8 +91,10 @@ def memory_bytes(text: str) -> int | None:
 
 
 def scheduler_command(python: str) -> list[str]:
-    """The scheduler in the users' environment, with the plug-in that notices orphaned clusters."""
-    return [python, "-m", "distributed.cli.dask_scheduler", "--preload", ORPHAN_PRELOAD]
+    """The scheduler in the users' environment, with the plug-ins that notice orphaned clusters
+    and request the first workers."""
+    return [python, "-m", "distributed.cli.dask_scheduler", "--preload", ORPHAN_PRELOAD,
+            "--preload", FIRST_WORKERS_PRELOAD]
 
 
 def worker_command(python: str, gpus: int = 0) -> list[str]:
@@ -138,8 +143,10 @@ def worker_resources(settings: GatewaySettings, profile: dict) -> tuple[int, str
 
 def cluster_overrides(settings: GatewaySettings, profile_name: str, workers: int,
                       worker_cores: int | None = None, worker_memory: str | None = None,
-                      *, gpu_check=None, extra=None) -> dict[str, Any]:
+                      *, adaptive: bool = False, gpu_check=None, extra=None) -> dict[str, Any]:
     """The ``ClusterConfig`` values of one cluster: the profile's workers, the person's limits.
+    A fixed-size cluster's scheduler requests its ``workers`` itself as it starts; for an
+    adaptive one ``workers`` is only the most it may grow to.
 
     Raises :class:`ClusterOptionError` (whose message names the limit) when the request asks
     for more than a person may have, or GPU workers where there are none.
@@ -165,7 +172,8 @@ def cluster_overrides(settings: GatewaySettings, profile_name: str, workers: int
             f"{workers} workers of {cores} cores and {memory} exceed your limit "
             f"({describe_limits(settings)}): ask for at most {most}")
     environment = {k: str(v) for k, v in (profile.get("env") or {}).items()}
-    environment.update({ORPHAN_ENV: str(settings.orphan_timeout), "HIMALIA_PROFILE": profile_name})
+    environment.update({ORPHAN_ENV: str(settings.orphan_timeout), "HIMALIA_PROFILE": profile_name,
+                        FIRST_WORKERS_ENV: str(0 if adaptive else workers)})
     overrides: dict[str, Any] = {
         "worker_cores": cores,
         "worker_memory": memory_bytes(memory),
@@ -212,7 +220,7 @@ def cluster_options(settings: GatewaySettings, *, gpu_check=None, extra=None):
     """The options form of a new cluster (dask-gateway ``Options``): profile, workers wanted,
     worker cores and memory, each checked against the person's limits. ``extra(profile)``
     adds back-end values of the chosen profile (pods' image and GPUs on Kubernetes)."""
-    from dask_gateway_server.options import Integer, Options, Select, String
+    from dask_gateway_server.options import Bool, Integer, Options, Select, String
 
     profiles = sorted(_profiles(settings))
     default = settings.default_profile if settings.default_profile in profiles else profiles[0]
@@ -220,13 +228,15 @@ def cluster_options(settings: GatewaySettings, *, gpu_check=None, extra=None):
     def handler(options, user):
         return cluster_overrides(settings, options.profile, options.workers,
                                  options.worker_cores or None, options.worker_memory or None,
-                                 gpu_check=gpu_check, extra=extra)
+                                 adaptive=options.adaptive, gpu_check=gpu_check, extra=extra)
 
     return Options(
         Select("profile", profiles, default=default, label="Profile of the workers"),
         Integer("workers", default=0, min=0, label="Workers wanted (checked against your limits)"),
+        Bool("adaptive", default=False, label="Adaptive: workers is the most, none start at once"),
         Integer("worker_cores", default=0, min=0, label="Cores per worker (0: the profile's)"),
         String("worker_memory", default="", label="Memory per worker, e.g. 4G (empty: the profile's)"),
+        String("job_run", default="", label="The job run this cluster belongs to (ends with the run)"),
         handler=handler,
     )
 

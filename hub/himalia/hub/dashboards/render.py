@@ -160,14 +160,6 @@ class DashboardKernelManager(AsyncMappingKernelManager):
             return live.account.home
         return super().cwd_for_path(path, **kwargs)
 
-    async def get_rendered_notebook(self, notebook_name, extra_kernel_env_variables={}, **kwargs):
-        task, cache, kernel_id = await super().get_rendered_notebook(
-            notebook_name, extra_kernel_env_variables, **kwargs)
-        viewer = _viewer.get()
-        if viewer:
-            self.holders[kernel_id] = viewer
-        return task, cache, kernel_id
-
     async def shutdown_kernel(self, kernel_id, *args, **kwargs):
         self.holders.pop(kernel_id, None)
         return await super().shutdown_kernel(kernel_id, *args, **kwargs)
@@ -585,7 +577,24 @@ class DashboardsApp(Voila):
     def init_settings(self):
         settings = super().init_settings()
         settings["himalia_app"] = self
+        self._record_pool_holders()
         return settings
+
+    def _record_pool_holders(self) -> None:
+        """A pre-heated kernel handed to a page belongs to that page's viewer. (Voilà's pooling
+        class is made by a factory around ours and defines this method itself, so it is wrapped
+        on the instance.)"""
+        km = self.kernel_manager
+        take = km.get_rendered_notebook
+
+        async def get_rendered_notebook(*args, **kwargs):
+            task, cache, kernel_id = await take(*args, **kwargs)
+            viewer = _viewer.get()
+            if viewer:
+                km.holders[kernel_id] = viewer
+            return task, cache, kernel_id
+
+        km.get_rendered_notebook = get_rendered_notebook
 
     def init_handlers(self):
         join = url_path_join

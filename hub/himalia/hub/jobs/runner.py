@@ -54,6 +54,7 @@ RUN_TOKEN_SCOPES = [
     "access:services!service=himalia",
     "access:services!service=mlflow",
     "access:services!service=himalia-models",
+    "access:services!service=dask-gateway",
     "read:users:name!user",
     "read:users:groups!user",
     "read:roles:users!user",
@@ -389,13 +390,16 @@ class Runner:
         note(f"{state}{': ' + reason if reason else ''}")
         del self.active[run_id]
         forget(self.pids_dir, kernel_pid(active.km))
-        await self.conclude(run_id, state, reason, error)
-        runner_log.close()
+        token = ""
         if minting is not None:
             try:
-                token_id = (await minting)[1]
+                token, token_id = await minting
             except Exception:  # noqa: BLE001 - no token was made; the run says why it failed
-                token_id = ""
+                token, token_id = "", ""
+        if token:
+            await self.close_clusters(run_id, token)
+        await self.conclude(run_id, state, reason, error)
+        runner_log.close()
         if token_id:
             await self.revoke_token(owner, token_id)
         if work:
@@ -404,6 +408,22 @@ class Runner:
         for path in folder.iterdir():
             self._give(path)
         self.wakeup.set()
+
+    async def close_clusters(self, run_id: int, token: str) -> None:
+        """Stop the Dask clusters the run started (the gateway knows them by their ``job_run``
+        option), with the run's own token."""
+        if "/services/" not in self.config.api_url:
+            return
+        base = self.config.api_url.split("/services/", 1)[0] + "/services/dask-gateway/api/v1/clusters/"
+        headers = {"Authorization": f"jupyterhub {token}"}
+        try:
+            r = await self.http.get(base, headers=headers, timeout=10)
+            r.raise_for_status()
+            for name, cluster in r.json().items():
+                if str((cluster.get("options") or {}).get("job_run", "")) == str(run_id):
+                    await self.http.delete(base + name, headers=headers, timeout=10)
+        except (httpx.HTTPError, ValueError) as e:
+            log.warning("could not stop the Dask clusters of run %s: %s", run_id, e)
 
     def workdir(self, account: Account, inputs: dict[str, str]) -> str:
         """A private folder of the owner's with the run's input files; the kernel's cwd."""

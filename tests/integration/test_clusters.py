@@ -106,6 +106,7 @@ rng = np.random.default_rng(0)
 frame = pd.DataFrame(rng.normal(size=(300, 3)), columns=["a", "b", "c"])
 frame["y"] = (frame["a"] + rng.normal(scale=0.5, size=300) > 0).astype(int)
 search = GridSearchCV(LogisticRegression(), {"C": [0.1, 1.0, 10.0]}, cv=3)
+client.submit(sum, [1, 2]).result()  # work restarts the idle clock: the imports may take longer
 with get_task_stream(client) as log:
     model = %train search frame --target y --on dask --name on-dask
 run = mlflow.get_run(tracking.last_run_id())

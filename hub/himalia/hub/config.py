@@ -11,7 +11,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from traitlets import Bool, CaselessStrEnum, Dict, Int, List, TraitError, Unicode, default, validate
+from traitlets import Bool, CaselessStrEnum, Dict, Float, Int, List, TraitError, Unicode, default, validate
 from traitlets.config import Configurable
 
 ROLES = ("admin", "scientist", "viewer", "labeler")
@@ -351,6 +351,13 @@ class HimaliaConfig(Configurable):
         1,
         help="""Pre-heated kernels kept per dashboard: each has the dashboard's notebook already
         executed, so a viewer's page is drawn at once (0 executes it at each visit).""",
+    ).tag(config=True)
+
+    dashboard_refill_delay = Float(
+        3.0,
+        help="""Seconds after a pre-heated dashboard kernel is handed to a viewer before the next
+        one is started: starting it (and running the notebook) right away would compete with the
+        viewer's page for the CPU.""",
     ).tag(config=True)
 
     dashboard_kernel_idle_seconds = Int(

@@ -186,7 +186,12 @@ def dask_training(shell, workers: int | None = None):
     existing = kernel_client(magics.client if magics is not None else None)
     factory = magics.clusters_factory if magics is not None else Clusters
     try:
-        clusters = factory() if existing is None else None
+        clusters = factory()
+        if existing is not None and existing.cluster.name not in {c.name for c in clusters.list()}:
+            # Stopped meanwhile (idle, or from elsewhere): its client would wait forever.
+            if magics is not None and magics.client is existing:
+                magics._forget()
+            existing = None
         client, started = training_client(existing, workers, clusters=clusters)
         tags = training_tags(client)
     except HimaliaError as e:

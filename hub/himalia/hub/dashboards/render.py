@@ -93,6 +93,7 @@ class ServiceConfig:
     account_registry: str = ""
     home_root: str = "/home"
     pool_size: int = 1
+    refill_delay: float = 3.0
     poll_seconds: float = 2.0
     kernel_idle_seconds: int = 600
     extra: dict = field(default_factory=dict)
@@ -279,9 +280,10 @@ class DashboardHandler(PageMixin, TornadoVoilaHandler):
         if live is None:
             raise tornado.web.HTTPError(404, f"Dashboard {name!r} has no published notebook.")
         await app.ensure_fresh(live)
-        with app.db.session() as session:
-            service.record_view(session, dashboard_id)
-        preheated = self.kernel_manager.get_pool_size(live.notebook_path) > 0
+        self.viewed = dashboard_id
+        # Pre-heated: a kernel of the pool has started and is running (or ran) the notebook.
+        pool = self.kernel_manager._pools.get(live.notebook_path) or []
+        preheated = bool(pool) and pool[0].done() and pool[0].exception() is None
         self.set_header("X-Himalia-Preheated", "1" if preheated else "0")
         self.set_header("X-Himalia-Data-Run", str(live.data_run or ""))
         token = _viewer.set(viewer)
@@ -291,6 +293,15 @@ class DashboardHandler(PageMixin, TornadoVoilaHandler):
                 self.flush()
         finally:
             _viewer.reset(token)
+
+
+    def on_finish(self):
+        # Counted once the page is out, so the write is not in the viewer's way.
+        dashboard_id = getattr(self, "viewed", None)
+        if dashboard_id is not None and self.get_status() == 200:
+            app: DashboardsApp = self.settings["himalia_app"]
+            with app.db.session() as session:
+                service.record_view(session, dashboard_id)
 
 
 class GalleryHandler(PageMixin, JupyterHandler):
@@ -669,7 +680,7 @@ def voila_config(cfg: ServiceConfig, port: int) -> Config:
     c.VoilaConfiguration.show_tracebacks = False
     c.VoilaConfiguration.file_allowlist = []
     c.VoilaConfiguration.page_config_hook = page_config_hook
-    c.VoilaKernelManager.fill_delay = 0.5
+    c.VoilaKernelManager.fill_delay = cfg.refill_delay
     c.MappingKernelManager.cull_idle_timeout = cfg.kernel_idle_seconds
     c.MappingKernelManager.cull_interval = 60
     c.MappingKernelManager.cull_connected = False

@@ -22,6 +22,7 @@ def service_config(cfg, paths, runtime, as_root: bool) -> dict:
         "user_prefix": cfg.system_user_prefix,
         "account_registry": str(paths.accounts),
         "pool_size": cfg.dashboard_pool_size,
+        "refill_delay": cfg.dashboard_refill_delay,
         "kernel_idle_seconds": cfg.dashboard_kernel_idle_seconds,
     }
 

@@ -15,6 +15,7 @@ or not answering.
 from __future__ import annotations
 
 import asyncio
+from datetime import timezone
 from urllib.parse import urlparse
 
 import tornado.web
@@ -31,7 +32,9 @@ def describe(report, gateway_path: str) -> dict:
     return {
         "name": report.name,
         "status": report.status.name.lower(),
-        "started": report.start_time.isoformat(timespec="seconds") if report.start_time else None,
+        # dask-gateway gives the machine's local time without a zone.
+        "started": (report.start_time.astimezone(timezone.utc).isoformat(timespec="seconds")
+                    if report.start_time else None),
         "profile": str(options.get("profile") or ""),
         "workers": int(options.get("workers") or 0),
         "dashboard": f"{gateway_path}/clusters/{report.name}/status",

@@ -162,12 +162,13 @@ def test_a_dashboard_shows_its_jobs_latest_successful_run(platform, people):
     assert jobs.wait(run["id"], timeout=300)["state"] == "succeeded"
 
     dash = notebook("import himalia.sdk\n"
-                    f"print('TOTAL', himalia.sdk.latest({job['id']}, 'revenue')['total'])")
+                    f"print('TOTAL', himalia.sdk.latest({job['id']}, 'revenue')['total'])\n"
+                    "print('BY NAME', himalia.sdk.latest('nightly-revenue', 'revenue')['total'])")
     made = ann.ok("POST", "/dashboards", 201, json={"name": "revenue", "notebook": dash, "job_id": "nightly-revenue",
                                                     "share": {"users": ["vera"]}})
     assert made["job_id"] == job["id"] and made["freshness"]["run_id"] == run["id"]
     page = vera.page("revenue/")
-    assert "TOTAL 111" in outputs(page.text), page.text[-1500:]
+    assert "TOTAL 111" in outputs(page.text) and "BY NAME 111" in outputs(page.text), page.text[-1500:]
     assert 'id="himalia-freshness"' in page.text and "data from" in page.text
 
     # A new successful run changes what the viewer sees (the pre-heated kernels are refilled).

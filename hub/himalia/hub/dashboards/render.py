@@ -52,6 +52,7 @@ from voila.static_file_handler import TemplateStaticFileHandler
 from voila.tornado.handler import TornadoVoilaHandler
 from voila.tornado.kernel_websocket_handler import VoilaKernelWebsocketHandler
 
+from ..jobs.models import Job
 from ..owners import Account, Owners
 from ..services.api.identity import platform_roles
 from ..storage import Database
@@ -110,7 +111,8 @@ class Live:
     version: int
     created: datetime
     job_id: int | None
-    notebook_path: str  # relative to the live root: <name>/v<N>/<name>.ipynb
+    notebook_path: str
+    job_name: str = ""  # relative to the live root: <name>/v<N>/<name>.ipynb
     data_run: int | None = None
     finished_at: datetime | None = None
     key: str = field(default_factory=lambda: secrets.token_urlsafe(32))
@@ -422,8 +424,8 @@ class DashboardsApp(Voila):
         path = path.strip("/")
         if ".." in path.split("/") or "%" in path:
             return False
-        job = str(live.job_id)
-        return path == f"jobs/{job}" or path.startswith(f"jobs/{job}/values/")
+        return any(path == f"jobs/{job}" or path.startswith(f"jobs/{job}/values/")
+                   for job in filter(None, (str(live.job_id), live.job_name)))
 
     async def account(self, live: Live) -> Account:
         if live.account is None:
@@ -470,7 +472,9 @@ class DashboardsApp(Voila):
                 # (An id can come back after an unpublish: the name and creation time tell.)
                 if live is not None and (live.name, live.version, live.created) == (
                         d.name, d.version, d.created_at):
-                    live.title, live.job_id = d.title, d.job_id
+                    if live.job_id != d.job_id:
+                        live.job_id, live.job_name = d.job_id, job_name(session, d.job_id)
+                    live.title = d.title
                     return live
                 version = session.scalar(select(DashboardVersion).where(
                     DashboardVersion.dashboard_id == d.id, DashboardVersion.version == d.version))
@@ -482,7 +486,8 @@ class DashboardsApp(Voila):
                 os.chmod(folder, 0o755)
                 (folder / f"{d.name}.ipynb").write_text(version.notebook)
                 new = Live(id=d.id, name=d.name, owner=d.owner, title=d.title, version=d.version,
-                           created=d.created_at, job_id=d.job_id, notebook_path=f"{d.name}/v{d.version}/{d.name}.ipynb")
+                           created=d.created_at, job_id=d.job_id, notebook_path=f"{d.name}/v{d.version}/{d.name}.ipynb",
+                           job_name=job_name(session, d.job_id))
                 fresh = service.freshness(session, d.job_id)
             old = self.lives.get(dashboard_id)
             if old is not None and old.name == new.name:
@@ -646,6 +651,14 @@ class DashboardsApp(Voila):
         # Kernels' connection files: the owner's account must reach its own (see OwnerKernelManager).
         os.chmod(self.connection_dir, 0o711)
         super().listen()
+
+
+def job_name(session, job_id: int | None) -> str:
+    """The name of a dashboard's linked job (notebooks may read it by name or id)."""
+    if job_id is None:
+        return ""
+    job = session.get(Job, job_id)
+    return job.name if job is not None else ""
 
 
 def first_png(notebook) -> bytes | None:

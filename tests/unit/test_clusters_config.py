@@ -89,7 +89,7 @@ def test_a_cluster_gets_the_profiles_workers_and_the_persons_limit():
     values = cluster_overrides(settings(), "cpu", 2, **NO_GPU)
     assert values["worker_cores"] == 1 and values["worker_memory"] == 2 * 1024 ** 3
     assert values["cluster_max_workers"] == 4
-    assert values["worker_cmd"] == ["/env/bin/python", "-m", "distributed.cli.dask_worker"]
+    assert values["worker_cmd"] == ["/env/bin/python", "-m", "distributed.cli.dask_worker", "--no-dashboard"]
     assert values["environment"][ORPHAN_ENV] == "60" and values["idle_timeout"] == 600
     # The scheduler asks for a fixed-size cluster's workers itself; an adaptive one starts none.
     assert values["environment"]["HIMALIA_CLUSTER_WORKERS"] == "2"
@@ -117,9 +117,9 @@ def test_an_unknown_profile_lists_the_valid_ones():
 
 def test_gpu_profiles_run_dask_cuda_workers():
     values = cluster_overrides(settings(), "gpu", 1, **NO_GPU)
-    assert values["worker_cmd"] == ["/env/bin/python", "-m", "distributed.cli.dask_worker",
+    assert values["worker_cmd"] == ["/env/bin/python", "-m", "distributed.cli.dask_worker", "--no-dashboard",
                                     "--worker-class", GPU_WORKER_CLASS]
-    assert worker_command("python") == ["python", "-m", "distributed.cli.dask_worker"]
+    assert worker_command("python") == ["python", "-m", "distributed.cli.dask_worker", "--no-dashboard"]
 
 
 def test_without_a_gpu_or_dask_cuda_the_message_says_what_is_missing():
@@ -137,6 +137,10 @@ def test_the_options_form_is_dask_gateways_and_applies_the_rules():
     assert spec["profile"]["spec"]["options"] == ["cpu", "gpu"] and spec["profile"]["default"] == "cpu"
     chosen = options.parse_options({"workers": 3})
     assert options.get_configuration(chosen, user=None)["cluster_max_workers"] == 4
+    assert options.get_configuration(chosen, user=None)["environment"]["HIMALIA_CLUSTER_WORKERS"] == "3"
+    adaptive = options.parse_options({"workers": 3, "adaptive": True, "job_run": "17"})
+    assert options.get_configuration(adaptive, user=None)["environment"]["HIMALIA_CLUSTER_WORKERS"] == "0"
+    assert adaptive["job_run"] == "17" and chosen["job_run"] == ""
     with pytest.raises(ClusterOptionError):
         options.get_configuration(options.parse_options({"workers": 9}), user=None)
 

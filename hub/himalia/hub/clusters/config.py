@@ -98,8 +98,10 @@ def scheduler_command(python: str) -> list[str]:
 
 
 def worker_command(python: str, gpus: int = 0) -> list[str]:
-    """A worker in the users' environment: a dask-cuda CUDA worker on a GPU profile."""
-    argv = [python, "-m", "distributed.cli.dask_worker"]
+    """A worker in the users' environment: a dask-cuda CUDA worker on a GPU profile. Workers
+    serve no dashboard of their own: the gateway's proxy reaches only the scheduler's (which
+    shows every worker), and a worker starts faster without one."""
+    argv = [python, "-m", "distributed.cli.dask_worker", "--no-dashboard"]
     if gpus:
         argv += ["--worker-class", GPU_WORKER_CLASS]
     return argv
@@ -236,7 +238,7 @@ def cluster_options(settings: GatewaySettings, *, gpu_check=None, extra=None):
         Bool("adaptive", default=False, label="Adaptive: workers is the most, none start at once"),
         Integer("worker_cores", default=0, min=0, label="Cores per worker (0: the profile's)"),
         String("worker_memory", default="", label="Memory per worker, e.g. 4G (empty: the profile's)"),
-        String("job_run", default="", label="The job run this cluster belongs to (ends with the run)"),
+        String("job_run", default="", label="The job run it belongs to (ends with the run)"),
         handler=handler,
     )
 

@@ -283,10 +283,7 @@ class DashboardHandler(PageMixin, TornadoVoilaHandler):
             raise tornado.web.HTTPError(404, f"Dashboard {name!r} has no published notebook.")
         await app.ensure_fresh(live)
         self.viewed = dashboard_id
-        # Pre-heated: a kernel of the pool has started and is running (or ran) the notebook.
-        pool = self.kernel_manager._pools.get(live.notebook_path) or []
-        preheated = bool(pool) and pool[0].done() and pool[0].exception() is None
-        self.set_header("X-Himalia-Preheated", "1" if preheated else "0")
+        self.set_header("X-Himalia-Preheated", "1" if app.preheated(live) else "0")
         self.set_header("X-Himalia-Data-Run", str(live.data_run or ""))
         token = _viewer.set(viewer)
         try:
@@ -296,6 +293,16 @@ class DashboardHandler(PageMixin, TornadoVoilaHandler):
         finally:
             _viewer.reset(token)
 
+
+    @tornado.web.authenticated
+    async def head(self, name: str):
+        """Whether the next visit would be served by a pre-heated kernel (takes none)."""
+        app: DashboardsApp = self.settings["himalia_app"]
+        dashboard_id, _ = shared_dashboard(app, self, name)
+        live = await app.ensure_live(dashboard_id)
+        if live is None:
+            raise tornado.web.HTTPError(404)
+        self.set_header("X-Himalia-Preheated", "1" if app.preheated(live) else "0")
 
     def on_finish(self):
         # Counted once the page is out, so the write is not in the viewer's way.
@@ -501,6 +508,14 @@ class DashboardsApp(Voila):
             self._fill(new)
             return new
 
+    def preheated(self, live: Live) -> bool:
+        """Whether a kernel of the dashboard's pool has already run its notebook."""
+        pool = self.kernel_manager._pools.get(live.notebook_path) or []
+        if not pool or not pool[0].done() or pool[0].exception() is not None:
+            return False
+        render = pool[0].result().get("task")
+        return render is not None and render.done()
+
     async def ensure_fresh(self, live: Live) -> None:
         """Refill the pool when the linked job has a newer successful run than its kernels used."""
         if live.job_id is None:
@@ -593,6 +608,8 @@ class DashboardsApp(Voila):
     def init_settings(self):
         settings = super().init_settings()
         settings["himalia_app"] = self
+        # Pages, styles and scripts go out gzipped (the lab theme's styles shrink about 6x).
+        settings["compress_response"] = True
         self._record_pool_holders()
         return settings
 

@@ -50,6 +50,8 @@ NAME = "bench-churn"
 #: How long a himalia load waits for a refilled pool before it is tried again, in seconds.
 REFILL_WAIT = 1.0
 REFILL_TIMEOUT = 300
+#: Seconds a started pool kernel is given to run the notebook before a measured load.
+SETTLE = 8.0
 CELLS = [
     "import time\nimport numpy as np\nimport pandas as pd\nimport matplotlib.pyplot as plt\n"
     "import ipywidgets as widgets",
@@ -193,6 +195,8 @@ def through_himalia(browser, platform: Platform, loads: int) -> tuple[list[float
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"no pre-heated kernel for {url} in {REFILL_TIMEOUT} s")
                 time.sleep(REFILL_WAIT)
+            # The kernel has started; give it the time to run the notebook (2 s of "query").
+            time.sleep(SETTLE)
             fcp, chart, headers = load(browser, url, state)
             if headers.get("x-himalia-preheated") != "1":
                 cold += 1

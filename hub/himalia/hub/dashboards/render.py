@@ -509,12 +509,10 @@ class DashboardsApp(Voila):
             return new
 
     def preheated(self, live: Live) -> bool:
-        """Whether a kernel of the dashboard's pool has already run its notebook."""
+        """Whether the dashboard's pool holds a started kernel (running or done with the
+        notebook)."""
         pool = self.kernel_manager._pools.get(live.notebook_path) or []
-        if not pool or not pool[0].done() or pool[0].exception() is not None:
-            return False
-        render = pool[0].result().get("task")
-        return render is not None and render.done()
+        return bool(pool) and pool[0].done() and pool[0].exception() is None
 
     async def ensure_fresh(self, live: Live) -> None:
         """Refill the pool when the linked job has a newer successful run than its kernels used."""

@@ -489,8 +489,6 @@ class DashboardsApp(Voila):
                     return None
                 folder = self.live_root / d.name / f"v{d.version}"
                 folder.mkdir(parents=True, exist_ok=True)
-                os.chmod(self.live_root / d.name, 0o755)
-                os.chmod(folder, 0o755)
                 (folder / f"{d.name}.ipynb").write_text(version.notebook)
                 new = Live(id=d.id, name=d.name, owner=d.owner, title=d.title, version=d.version,
                            created=d.created_at, job_id=d.job_id, notebook_path=f"{d.name}/v{d.version}/{d.name}.ipynb",
@@ -655,8 +653,11 @@ class DashboardsApp(Voila):
         for old in (self.live_root,):
             shutil.rmtree(old, ignore_errors=True)
         self.live_root.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.live_root, 0o755)
-        os.chmod(self.service_config.root, 0o755)
+        # The service alone reads the published notebooks (kernels start in their owner's home).
+        try:
+            os.chmod(self.service_config.root, 0o700)
+        except PermissionError:
+            log.warning("cannot make %s private: it belongs to another account", self.service_config.root)
         self.root_dir = str(self.live_root)
         loop = asyncio.get_event_loop()
         loop.call_soon(lambda: asyncio.ensure_future(self.sync_forever()))

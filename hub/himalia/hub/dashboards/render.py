@@ -117,7 +117,8 @@ class Live:
     finished_at: datetime | None = None
     key: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     account: Account | None = None
-    thumbnail_taken: int | None = None
+    #: (version, data run) of the render the thumbnail was last taken from.
+    thumbnail_taken: tuple | None = None
 
 
 # -- kernels ---------------------------------------------------------------------------------
@@ -359,8 +360,7 @@ class DataHandler(PageMixin, tornado.web.RequestHandler):
                                         f"(jobs/{live.job_id}/...), not {path}.")
         token = await app.owner_token(live.owner)
         response = await app.http.get(f"{app.service_config.api_url.rstrip('/')}/api/v1/{path}",
-                                      params=dict(self.request.query_arguments and {
-                                          k: v[-1].decode() for k, v in self.request.query_arguments.items()}),
+                                      params={k: v[-1].decode() for k, v in self.request.query_arguments.items()},
                                       headers={"Authorization": f"token {token}"})
         self.set_status(response.status_code)
         for header in ("Content-Type", "Content-Disposition"):

@@ -225,8 +225,15 @@ def nulls_as_none(frame: pd.DataFrame) -> pd.DataFrame:
 
 def feast_store(platform: Platform):
     """Feast itself on the platform's registry and online store (the reference)."""
-    from feast import FeatureStore, RepoConfig
+    import sqlite3
 
+    from feast import FeatureStore, RepoConfig
+    from feast.infra.online_stores import sqlite as feast_sqlite
+
+    # Converters are process-wide: an IPython shell made in this worker by an earlier test
+    # module registers its own (ISO text) converter for "timestamp" columns, which cannot read
+    # the Unix times Feast's SQLite store holds.
+    sqlite3.register_converter("timestamp", feast_sqlite.convert_timestamp)
     state = platform.state_dir
     config = RepoConfig(
         project="himalia", provider="local",

@@ -105,22 +105,24 @@ class Clusters:
         if profile:
             chosen["profile"] = profile
         run = os.environ.get(JOB_RUN_ENV, "")
-        # The cluster shares the gateway's event loop: the gateway is not closed here.
-        gateway = self.gateway()
-        try:
-            known = gateway.cluster_options()
-        except Exception as e:
-            raise HimaliaError(self._why(e)) from None
-        if run and "job_run" in known:
-            # The job runner stops the clusters of a run when the run ends.
-            chosen.setdefault("job_run", run)
-        unknown = sorted(set(chosen) - set(known))
-        if unknown:
-            raise HimaliaError(f"unknown cluster option {unknown[0]!r}; known: {', '.join(sorted(known))}")
-        try:
-            cluster = gateway.new_cluster(shutdown_on_close=True, **chosen)
-        except Exception as e:
-            raise HimaliaError(self._why(e)) from None
+        # Every Gateway made here is closed here: one left to the garbage collector closes
+        # itself from whatever thread collects it, which can deadlock on dask's loop lock. The
+        # cluster holds its own Gateway (on the same, reference-counted event loop).
+        with self.gateway() as gateway:
+            try:
+                known = gateway.cluster_options()
+            except Exception as e:
+                raise HimaliaError(self._why(e)) from None
+            if run and "job_run" in known:
+                # The job runner stops the clusters of a run when the run ends.
+                chosen.setdefault("job_run", run)
+            unknown = sorted(set(chosen) - set(known))
+            if unknown:
+                raise HimaliaError(f"unknown cluster option {unknown[0]!r}; known: {', '.join(sorted(known))}")
+            try:
+                cluster = gateway.new_cluster(shutdown_on_close=True, **chosen)
+            except Exception as e:
+                raise HimaliaError(self._why(e)) from None
         try:
             if adapt:
                 cluster.adapt(minimum=adapt[0], maximum=adapt[1])
@@ -156,7 +158,11 @@ class Clusters:
 
     def connect(self, name: str):
         try:
-            return self.gateway().connect(name)
+            with self.gateway() as gateway:
+                # Refused here for another person's cluster, before a GatewayCluster (which
+                # makes a Gateway of its own) is half made.
+                gateway.get_cluster(name)
+                return gateway.connect(name)
         except Exception as e:
             raise HimaliaError(self._why(e)) from None
 

@@ -120,8 +120,10 @@ build_image() {
 rootfs_image() {
   local key tarball root
   # "root 0755": the key of root file systems whose top folder others may enter (mktemp makes
-  # it 0700, and an image whose / is 0700 lets no other user run anything).
-  key=$(printf '%s %s python3 python3-venv root 0755\n' "$suite" "$mirror" | cat - /etc/ssl/certs/ca-certificates.crt | hash_of)
+  # it 0700, and an image whose / is 0700 lets no other user run anything); "umask 022": made
+  # with Debian's usual modes whatever the caller's umask (the packages' scripts make folders
+  # such as /usr/local/bin with mkdir, which a umask of 077 would leave to root alone).
+  key=$(printf '%s %s python3 python3-venv root 0755 umask 022\n' "$suite" "$mirror" | cat - /etc/ssl/certs/ca-certificates.crt | hash_of)
   if ! docker image inspect "himalia/rootfs:$key" >/dev/null 2>&1; then
     tarball="$cache/rootfs-$key.tar"
     if [ ! -f "$tarball" ]; then
@@ -129,7 +131,7 @@ rootfs_image() {
       step "making a Debian $suite root file system with debootstrap"
       root=$(mktemp -d "${TMPDIR:-/tmp}/himalia-rootfs-XXXXXX")
       chmod 0755 "$root"
-      debootstrap --variant=minbase --include=python3,python3-venv "$suite" "$root" "$mirror" >/dev/null \
+      (umask 022 && debootstrap --variant=minbase --include=python3,python3-venv "$suite" "$root" "$mirror" >/dev/null) \
         || { rm -rf "$root"; die "debootstrap of $suite from $mirror failed"; }
       # The host's certificate bundle, so https from builds (npm) trusts what the host trusts.
       cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"

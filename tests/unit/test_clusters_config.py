@@ -96,6 +96,10 @@ def test_a_cluster_gets_the_profiles_workers_and_the_persons_limit():
     adaptive = cluster_overrides(settings(), "cpu", 3, adaptive=True, **NO_GPU)
     assert adaptive["environment"]["HIMALIA_CLUSTER_WORKERS"] == "0"
     assert first_workers({"HIMALIA_CLUSTER_WORKERS": "2"}) == 2
+    # Nannies fork their workers (no second interpreter start); GPU workers are spawned fresh.
+    assert values["environment"]["DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD"] == "fork"
+    gpu = cluster_overrides(settings(), "gpu", 1, **NO_GPU)
+    assert "DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD" not in gpu["environment"]
     assert first_workers({}) == first_workers({"HIMALIA_CLUSTER_WORKERS": "x"}) == 0
 
 

@@ -90,6 +90,10 @@ def memory_bytes(text: str) -> int | None:
     return int(float(text))
 
 
+#: Dask's setting of how a nanny starts its worker process.
+WORKER_START_ENV = "DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD"
+
+
 def scheduler_command(python: str) -> list[str]:
     """The scheduler in the users' environment, with the plug-ins that notice orphaned clusters
     and request the first workers."""
@@ -173,7 +177,11 @@ def cluster_overrides(settings: GatewaySettings, profile_name: str, workers: int
         raise ClusterOptionError(
             f"{workers} workers of {cores} cores and {memory} exceed your limit "
             f"({describe_limits(settings)}): ask for at most {most}")
-    environment = {k: str(v) for k, v in (profile.get("env") or {}).items()}
+    # A nanny forks its worker rather than spawning a fresh interpreter that imports Dask
+    # again: a worker connects about a second sooner. Not with GPUs, whose CUDA context must be
+    # made in a fresh process (and the profile's env may say otherwise).
+    environment = {} if gpus else {WORKER_START_ENV: "fork"}
+    environment.update({k: str(v) for k, v in (profile.get("env") or {}).items()})
     environment.update({ORPHAN_ENV: str(settings.orphan_timeout), "HIMALIA_PROFILE": profile_name,
                         FIRST_WORKERS_ENV: str(0 if adaptive else workers)})
     overrides: dict[str, Any] = {

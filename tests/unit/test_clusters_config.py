@@ -161,6 +161,11 @@ def test_kubernetes_settings_from_the_profiles_load_into_dask_gateways_config():
     assert c.DaskGateway.backend_class == "dask_gateway_server.backends.kubernetes.KubeBackend"
     loaded = KubeClusterConfig(config=c)
     assert loaded.worker_cores == 1 and loaded.worker_memory == 2 * 1024 ** 3 and loaded.idle_timeout == 600
+    # The pods' scheduler loads the same plug-ins as a local one (orphans, first workers).
+    assert loaded.scheduler_cmd == ["python", "-m", "distributed.cli.dask_scheduler",
+                                    "--preload", "himalia.hub.clusters.orphans",
+                                    "--preload", "himalia.hub.clusters.starting"]
+    assert loaded.worker_cmd == ["python", "-m", "distributed.cli.dask_worker", "--no-dashboard"]
     gpu = worker_pod_overrides(settings(), PROFILES[1])
     assert gpu["image"] == "himalia/gpu:1"
     assert gpu["worker_extra_container_config"] == {"resources": {"limits": {"nvidia.com/gpu": 1}}}

@@ -12,7 +12,8 @@ from __future__ import annotations
 from traitlets.config import Config
 
 from ..profiles import GPU_RESOURCE
-from .config import GatewaySettings, cluster_options, memory_bytes, worker_resources
+from .config import (GatewaySettings, cluster_options, memory_bytes, scheduler_command, worker_command,
+                     worker_resources)
 
 KUBE_BACKEND = "dask_gateway_server.backends.kubernetes.KubeBackend"
 #: The image's Python, where the profile's image keeps dask and himalia.
@@ -57,8 +58,10 @@ def kube_config(settings: GatewaySettings, namespace: str = "") -> Config:
                    settings.profiles[0] if settings.profiles else {"name": "default"})
     for key, value in worker_pod_overrides(settings, default).items():
         c.KubeClusterConfig[key] = value
-    c.KubeClusterConfig.scheduler_cmd = [IMAGE_PYTHON, "-m", "distributed.cli.dask_scheduler"]
-    c.KubeClusterConfig.worker_cmd = [IMAGE_PYTHON, "-m", "distributed.cli.dask_worker"]
+    # The same commands as on one machine: the image holds himalia, so the scheduler's plug-ins
+    # (orphaned clusters, first workers) load there too.
+    c.KubeClusterConfig.scheduler_cmd = scheduler_command(IMAGE_PYTHON)
+    c.KubeClusterConfig.worker_cmd = worker_command(IMAGE_PYTHON)
     c.KubeClusterConfig.idle_timeout = float(settings.idle_timeout)
     image_settings = GatewaySettings(**{**settings.__dict__, "python": IMAGE_PYTHON})
     # Pods have their own GPUs: the gateway's machine need not have one.

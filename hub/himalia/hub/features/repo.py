@@ -101,6 +101,7 @@ class FeatureRepo:
         self.settings = settings
         self._store = None
         self._reader = None
+        self._patient = False
         self._lock = threading.Lock()
         #: Held while definitions change, so a plan and its apply see the same registry.
         self.write_lock = threading.Lock()
@@ -153,7 +154,17 @@ class FeatureRepo:
         return self.store.registry
 
     def provider(self):
-        return self.store._get_provider()
+        provider = self.store._get_provider()
+        if self.settings.online.get("type") == "sqlite" and not self._patient:
+            with self._lock:
+                if not self._patient:
+                    # Feast's one connection to the SQLite online store waits sqlite3's default
+                    # 5 s for a lock; a materialization's writes can hold it longer on a busy
+                    # machine, and a definition's apply should wait for them, not fail.
+                    conn = provider.online_store._get_conn(self.store.config)
+                    conn.execute("PRAGMA busy_timeout=30000").fetchall()
+                    self._patient = True
+        return provider
 
     def reader(self):
         """The fast online reader (``himalia.features.online``) over this repository's store."""
@@ -177,3 +188,4 @@ class FeatureRepo:
                 if engine is not None:
                     engine.dispose()
             self._store = None
+            self._patient = False

@@ -164,6 +164,23 @@ def test_stop_ends_the_cluster(platform, ada, started):
     wait_for(lambda: started not in names(platform, ada), 60, what="the stopped cluster to go")
 
 
+def test_an_adaptive_cluster_starts_a_worker_for_work_and_none_before(platform, ada):
+    mine = gateway(platform, ada)
+    cluster = mine.start(adapt=(0, 1))
+    client = cluster.get_client()
+    try:
+        assert cluster.name in names(platform, ada)
+        # Nothing to do: no worker is asked for (adaptive with a minimum of 0).
+        assert client.scheduler_info()["workers"] == {}
+        # Work makes the scheduler ask the gateway for one, which then runs it.
+        assert client.submit(sum, [40, 2]).result(timeout=180) == 42
+        assert len(client.scheduler_info()["workers"]) == 1
+    finally:
+        client.close()
+        cluster.shutdown()
+    wait_for(lambda: cluster.name not in names(platform, ada), 60, what="the adaptive cluster to go")
+
+
 def test_an_idle_cluster_shuts_itself_down(platform, ada):
     mine = gateway(platform, ada)
     cluster = mine.start(workers=1)

@@ -210,9 +210,9 @@ def test_a_viewer_lands_on_a_page_of_what_they_can_open(sqlite_platform, unique_
     assert home.status_code == 200
     assert 'id="himalia-viewer-home"' in page
     assert 'id="start"' not in page and "Start My Server" not in page
-    assert "id="himalia-dashboards-link"" in page
     links = dict(re.findall(r'id="(himalia-[a-z-]+-link)" href="([^"]+)"', page))
-    assert links == {"himalia-whoami-link": f"{API}/api/v1/whoami",
+    assert links == {"himalia-dashboards-link": "/services/dashboards/",
+                     "himalia-whoami-link": f"{API}/api/v1/whoami",
                      "himalia-api-docs-link": f"{API}/docs"}
     whoami = session.get(platform.url + links["himalia-whoami-link"],
                          headers={"Accept": "text/html"}, timeout=30)

@@ -80,7 +80,7 @@ def test_gateway_configuration_is_dask_gateways_own_with_hub_authentication():
     assert c.HimaliaLocalBackend.clusters_directory == ""
     assert c.LocalClusterConfig.idle_timeout == 600
     assert c.LocalClusterConfig.scheduler_cmd == ["/env/bin/python", "-m", "distributed.cli.dask_scheduler",
-                                                  "--preload", "himalia.hub.clusters.orphans",
+                                                  "--no-dashboard", "--preload", "himalia.hub.clusters.orphans",
                                                   "--preload", "himalia.hub.clusters.starting"]
     assert gateway_config(settings()).HimaliaLocalBackend.clusters_directory == "/srv/h/clusters/work"
 
@@ -162,7 +162,7 @@ def test_kubernetes_settings_from_the_profiles_load_into_dask_gateways_config():
     loaded = KubeClusterConfig(config=c)
     assert loaded.worker_cores == 1 and loaded.worker_memory == 2 * 1024 ** 3 and loaded.idle_timeout == 600
     # The pods' scheduler loads the same plug-ins as a local one (orphans, first workers).
-    assert loaded.scheduler_cmd == ["python", "-m", "distributed.cli.dask_scheduler",
+    assert loaded.scheduler_cmd == ["python", "-m", "distributed.cli.dask_scheduler", "--no-dashboard",
                                     "--preload", "himalia.hub.clusters.orphans",
                                     "--preload", "himalia.hub.clusters.starting"]
     assert loaded.worker_cmd == ["python", "-m", "distributed.cli.dask_worker", "--no-dashboard"]

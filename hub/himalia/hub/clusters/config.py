@@ -95,9 +95,10 @@ WORKER_START_ENV = "DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD"
 
 
 def scheduler_command(python: str) -> list[str]:
-    """The scheduler in the users' environment, with the plug-ins that notice orphaned clusters
-    and request the first workers."""
-    return [python, "-m", "distributed.cli.dask_scheduler", "--preload", ORPHAN_PRELOAD,
+    """The scheduler in the users' environment, with the plug-ins that notice orphaned clusters,
+    request the first workers and attach the dashboard once the scheduler is up (hence
+    ``--no-dashboard``: see ``starting``)."""
+    return [python, "-m", "distributed.cli.dask_scheduler", "--no-dashboard", "--preload", ORPHAN_PRELOAD,
             "--preload", FIRST_WORKERS_PRELOAD]
 
 

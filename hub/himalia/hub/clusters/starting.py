@@ -1,5 +1,5 @@
-"""A scheduler plug-in (``--preload``) that asks for the cluster's first workers as the
-scheduler comes up.
+"""Scheduler plug-ins (``--preload``) for a cluster that is ready sooner: the first workers are
+asked for as the scheduler comes up, and the dashboard is attached after that.
 
 Without it the workers are requested only after the client has seen the scheduler running,
 opened its connection and sent a scale request, which dask-gateway then passes back to the
@@ -7,12 +7,21 @@ scheduler: several round trips during which no worker process is starting. With 
 scheduler's first heartbeat to the gateway already carries ``HIMALIA_CLUSTER_WORKERS``, so the
 gateway starts the workers while the client is still connecting. A later ``scale`` or
 ``adapt`` from the client replaces that count as usual.
+
+The scheduler runs with ``--no-dashboard`` (its HTTP server still listens, and the gateway
+still proxies it): Dask's Bokeh dashboard takes about half a second to import, which the
+scheduler would otherwise spend before it asks for workers or answers its client. Here it is
+imported in a thread once the scheduler has started, while the workers start, and attached
+to the same HTTP server.
 """
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 import logging
 import os
+import sys
 
 from distributed.diagnostics.plugin import SchedulerPlugin
 
@@ -36,6 +45,32 @@ class FirstWorkers(SchedulerPlugin):
         await service.scale(self.count)
 
 
+class LateDashboard(SchedulerPlugin):
+    """Attach Dask's dashboard to the running scheduler's HTTP server, after the start."""
+
+    name = "himalia-late-dashboard"
+    #: dask-gateway starts schedulers without a dashboard prefix (its proxy strips the path).
+    prefix = ""
+
+    def __init__(self):
+        self.attached: asyncio.Future | None = None
+
+    async def start(self, scheduler) -> None:
+        self.attached = asyncio.ensure_future(self._attach(scheduler))
+
+    async def _attach(self, scheduler) -> None:
+        try:
+            module = await asyncio.to_thread(importlib.import_module, "distributed.dashboard.scheduler")
+        except ImportError:
+            logger.warning("bokeh is not installed: this cluster has no dashboard")
+            return
+        module.connect(scheduler.http_application, scheduler.http_server, scheduler, prefix=self.prefix)
+
+    async def close(self) -> None:
+        if self.attached is not None and not self.attached.done():
+            self.attached.cancel()
+
+
 def first_workers(env=os.environ) -> int:
     try:
         return max(int(env.get(WORKERS_ENV) or 0), 0)
@@ -47,3 +82,6 @@ def dask_setup(scheduler) -> None:
     count = first_workers()
     if count:
         scheduler.add_plugin(FirstWorkers(count))
+    # A scheduler started with its dashboard has imported it already: nothing to attach.
+    if "distributed.dashboard.scheduler" not in sys.modules:
+        scheduler.add_plugin(LateDashboard())

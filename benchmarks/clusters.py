@@ -107,10 +107,19 @@ def gateway_cluster_start(clusters):
 
 
 def stop_and_wait(clusters, cluster, client) -> None:
+    """Stop a cluster and wait until its processes are gone (its status STOPPED, not merely
+    STOPPING), as leaving ``with LocalCluster(...)`` does: the next start has the cores to itself."""
+    from dask_gateway.client import ClusterStatus
+
     name = cluster.name
     client.close()
     cluster.shutdown()
-    wait_for(lambda: name not in {c.name for c in clusters.list()}, 120, what=f"cluster {name} to stop")
+
+    def stopped() -> bool:
+        with clusters.gateway() as gateway:
+            return gateway.get_cluster(name).status in (ClusterStatus.STOPPED, ClusterStatus.FAILED)
+
+    wait_for(stopped, 120, what=f"cluster {name} to stop")
 
 
 def main() -> int:

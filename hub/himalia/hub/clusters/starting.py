@@ -11,8 +11,8 @@ gateway starts the workers while the client is still connecting. A later ``scale
 The scheduler runs with ``--no-dashboard`` (its HTTP server still listens, and the gateway
 still proxies it): Dask's Bokeh dashboard takes about half a second to import, which the
 scheduler would otherwise spend before it asks for workers or answers its client. Here it is
-imported in a thread once the scheduler has started, while the workers start, and attached
-to the same HTTP server.
+imported in a thread once the first workers have connected (on a small machine the cores are
+better spent starting them) and attached to the same HTTP server.
 """
 
 from __future__ import annotations
@@ -46,19 +46,35 @@ class FirstWorkers(SchedulerPlugin):
 
 
 class LateDashboard(SchedulerPlugin):
-    """Attach Dask's dashboard to the running scheduler's HTTP server, after the start."""
+    """Attach Dask's dashboard to the running scheduler's HTTP server once its first
+    ``workers`` have connected (or after ``patience`` seconds): until then the machine's cores
+    are better spent starting them."""
 
     name = "himalia-late-dashboard"
     #: dask-gateway starts schedulers without a dashboard prefix (its proxy strips the path).
     prefix = ""
 
-    def __init__(self):
+    def __init__(self, workers: int = 0, patience: float = 5.0):
+        self.workers = workers
+        self.patience = patience
         self.attached: asyncio.Future | None = None
+        self._workers_in: asyncio.Event | None = None
 
     async def start(self, scheduler) -> None:
+        self._workers_in = asyncio.Event()
+        if len(scheduler.workers) >= self.workers:
+            self._workers_in.set()
         self.attached = asyncio.ensure_future(self._attach(scheduler))
 
+    def add_worker(self, scheduler, worker: str) -> None:
+        if self._workers_in is not None and len(scheduler.workers) >= self.workers:
+            self._workers_in.set()
+
     async def _attach(self, scheduler) -> None:
+        try:
+            await asyncio.wait_for(self._workers_in.wait(), self.patience)
+        except asyncio.TimeoutError:
+            pass
         try:
             module = await asyncio.to_thread(importlib.import_module, "distributed.dashboard.scheduler")
         except ImportError:
@@ -84,4 +100,4 @@ def dask_setup(scheduler) -> None:
         scheduler.add_plugin(FirstWorkers(count))
     # A scheduler started with its dashboard has imported it already: nothing to attach.
     if "distributed.dashboard.scheduler" not in sys.modules:
-        scheduler.add_plugin(LateDashboard())
+        scheduler.add_plugin(LateDashboard(count))

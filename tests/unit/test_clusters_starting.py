@@ -4,6 +4,7 @@ in-process scheduler and worker (no gateway), and its HTTP server asked for the 
 from __future__ import annotations
 
 import asyncio
+from contextlib import asynccontextmanager
 
 import httpx
 from distributed import Scheduler, Worker
@@ -21,13 +22,20 @@ def run(coro):
     return asyncio.run(coro)
 
 
+@asynccontextmanager
+async def scheduler_with(plugin: LateDashboard):
+    """A started scheduler without its dashboard (as the gateway starts them), with ``plugin``."""
+    async with Scheduler(dashboard=False, dashboard_address="127.0.0.1:0", host="127.0.0.1",
+                         port=0) as scheduler:
+        scheduler.add_plugin(plugin)
+        await plugin.start(scheduler)
+        yield scheduler
+
+
 def test_the_dashboard_is_attached_once_the_first_workers_are_in():
     async def scenario():
         plugin = LateDashboard(workers=1, patience=60)
-        async with Scheduler(dashboard=False, dashboard_address="127.0.0.1:0", host="127.0.0.1",
-                             port=0) as scheduler:
-            scheduler.add_plugin(plugin)
-            await plugin.start(scheduler)
+        async with scheduler_with(plugin) as scheduler:
             # The HTTP server answers, without the dashboard, while no worker is in.
             before = await status(scheduler)
             assert not plugin.attached.done()
@@ -43,10 +51,7 @@ def test_the_dashboard_is_attached_once_the_first_workers_are_in():
 def test_without_workers_to_wait_for_it_is_attached_at_once():
     async def scenario():
         plugin = LateDashboard(workers=0, patience=60)
-        async with Scheduler(dashboard=False, dashboard_address="127.0.0.1:0", host="127.0.0.1",
-                             port=0) as scheduler:
-            scheduler.add_plugin(plugin)
-            await plugin.start(scheduler)
+        async with scheduler_with(plugin) as scheduler:
             await asyncio.wait_for(plugin.attached, 60)
             return await status(scheduler)
 

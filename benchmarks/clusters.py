@@ -10,9 +10,10 @@ a 2-worker cluster of the platform's dask-gateway, side by side in one run.
 Cluster start is measured the same way on both sides: from the request to a connected client
 that sees 2 one-core workers (each a dask-worker with its nanny), the median of three starts
 after one unmeasured start and stop on each side (imports, disk cache and, for the gateway, the
-person's account and TLS set up once). The gateway's time is also split into "scheduler up" (the request returns) and "workers
-connected". Goal: gateway <= 2x the plain ``distributed.LocalCluster`` (whose scheduler and
-nannies live in the measuring process, so it starts no scheduler process); Dask's own
+person's account and TLS set up once). The gateway's time is also split into "scheduler up"
+(the request returns) and "workers connected". Goal: gateway <= 2x the plain
+``distributed.LocalCluster`` (whose scheduler and nannies live in the measuring process, so it
+starts no scheduler process); Dask's own
 ``SubprocessCluster`` (a scheduler process and dask-worker processes, the gateway's layout) is
 printed beside them.
 

@@ -21,10 +21,16 @@ VIEW_SCOPES = ["access:services!service=dashboards", "access:services!service=hi
                "read:users:name!user", "read:users:groups!user", "read:roles:users!user"]
 
 
-def notebook(*cells: str, markdown: str = "") -> dict:
+def notebook(*cells: str, markdown: str = "", parameters: str | None = None) -> dict:
+    """Code ``cells`` after an optional ``markdown`` cell; ``parameters``: a first cell tagged
+    for papermill (a job's notebook)."""
     nb = nbformat.v4.new_notebook()
     nb.cells = ([nbformat.v4.new_markdown_cell(markdown)] if markdown else []) + [
         nbformat.v4.new_code_cell(c) for c in cells]
+    if parameters is not None:
+        cell = nbformat.v4.new_code_cell(parameters)
+        cell.metadata["tags"] = ["parameters"]
+        nb.cells.insert(0, cell)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     return json.loads(nbformat.writes(nb))
 
@@ -309,8 +315,8 @@ def test_bad_input_is_refused_with_a_message(platform, people):
 JOB_PARAMETERS = "scale = 1"
 JOB_BODY = ("from himalia.sdk import record\n"
             "record('sales', {'month': list(range(1, 13)), 'amount': [scale * m * 10 for m in range(1, 13)]})")
+DASHBOARD_TITLE = "# Sales overview"
 DASHBOARD = [
-    "# Sales overview",
     "import himalia.sdk, os\n"
     "import matplotlib.pyplot as plt\n"
     "import ipywidgets as widgets\n"
@@ -329,28 +335,15 @@ DASHBOARD = [
 ]
 
 
-def notebook_of(cells: list[str], parameters: str | None = None) -> dict:
-    nb = nbformat.v4.new_notebook()
-    for source in cells:
-        nb.cells.append(nbformat.v4.new_markdown_cell(source) if source.startswith("# ")
-                        else nbformat.v4.new_code_cell(source))
-    if parameters is not None:
-        cell = nbformat.v4.new_code_cell(parameters)
-        cell.metadata["tags"] = ["parameters"]
-        nb.cells.insert(0, cell)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    return json.loads(nbformat.writes(nb))
-
-
 def test_a_viewer_opens_a_dashboard_and_moves_its_slider(platform, people, page):
     ann = people["ann"]
     password = platform.create_user("vic", "viewer")
     jobs = Jobs(Client(f"{platform.url}/services/himalia/", ann.token))
-    job = jobs.create("monthly-sales", notebook=notebook_of([JOB_BODY], parameters=JOB_PARAMETERS))
+    job = jobs.create("monthly-sales", notebook=notebook(JOB_BODY, parameters=JOB_PARAMETERS))
     first = jobs.run(job["id"], {"scale": 1})
     assert jobs.wait(first["id"], timeout=300)["state"] == "succeeded"
     ann.ok("POST", "/dashboards", 201, json={
-        "name": "sales", "notebook": notebook_of(DASHBOARD), "job_id": job["id"],
+        "name": "sales", "notebook": notebook(*DASHBOARD, markdown=DASHBOARD_TITLE), "job_id": job["id"],
         "description": "Monthly sales, refreshed nightly", "share": {"viewers": True}})
 
     browser_log_in(page, platform, "vic", password)

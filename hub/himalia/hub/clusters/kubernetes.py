@@ -59,7 +59,7 @@ def kube_config(settings: GatewaySettings, namespace: str = "") -> Config:
     for key, value in worker_pod_overrides(settings, default).items():
         c.KubeClusterConfig[key] = value
     # The same commands as on one machine: the image holds himalia, so the scheduler's plug-ins
-    # (orphaned clusters, first workers) load there too.
+    # (orphaned clusters, first workers, the dashboard attached after them) load there too.
     c.KubeClusterConfig.scheduler_cmd = scheduler_command(IMAGE_PYTHON)
     c.KubeClusterConfig.worker_cmd = worker_command(IMAGE_PYTHON)
     c.KubeClusterConfig.idle_timeout = float(settings.idle_timeout)

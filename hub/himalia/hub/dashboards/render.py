@@ -111,8 +111,8 @@ class Live:
     version: int
     created: datetime
     job_id: int | None
-    notebook_path: str
-    job_name: str = ""  # relative to the live root: <name>/v<N>/<name>.ipynb
+    notebook_path: str  # relative to the live root: <name>/v<N>/<name>.ipynb
+    job_name: str = ""
     data_run: int | None = None
     finished_at: datetime | None = None
     key: str = field(default_factory=lambda: secrets.token_urlsafe(32))
@@ -293,7 +293,6 @@ class DashboardHandler(PageMixin, TornadoVoilaHandler):
                 self.flush()
         finally:
             _viewer.reset(token)
-
 
     @tornado.web.authenticated
     async def head(self, name: str):
